@@ -1,0 +1,55 @@
+import pytest
+from django.contrib.auth.models import Group
+from django.db import IntegrityError, connection
+
+from crm import roles
+from crm.tests.factories import CustomerFactory, InteractionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_tests_run_on_postgresql():
+    assert connection.vendor == "postgresql"
+
+
+def test_roles_exist_with_their_permissions():
+    support = Group.objects.get(name=roles.SUPPORT)
+    managers = Group.objects.get(name=roles.MANAGERS)
+    assert support.permissions.count() == len(roles.SUPPORT_PERMISSIONS)
+    assert managers.permissions.filter(codename="assign_owner").exists()
+    assert not support.permissions.filter(codename="assign_owner").exists()
+
+
+def test_anonymous_is_sent_to_login(client):
+    response = client.get("/customers/")
+    assert response.status_code == 302
+    assert response.url.startswith("/login/")
+
+
+def test_login_page_renders(client):
+    assert client.get("/login/").status_code == 200
+
+
+@pytest.mark.parametrize("minutes", [0, 1441])
+def test_interaction_minutes_range_is_a_database_constraint(minutes):
+    with pytest.raises(IntegrityError):
+        InteractionFactory(minutes=minutes)
+
+
+def test_effort_range_is_a_database_constraint():
+    with pytest.raises(IntegrityError):
+        CustomerFactory(service_effort=11)
+
+
+def test_external_id_unique_only_when_present():
+    CustomerFactory(external_id="")
+    CustomerFactory(external_id="")
+    CustomerFactory(external_id="A1")
+    with pytest.raises(IntegrityError):
+        CustomerFactory(external_id="A1")
+
+
+def test_role_fixtures_hold_their_groups(support_user, manager):
+    assert support_user.has_perm("crm.add_interaction")
+    assert not support_user.has_perm("crm.assign_owner")
+    assert manager.has_perm("crm.assign_owner")
