@@ -515,3 +515,75 @@ class FollowUp(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}: {self.reason} ({self.due_on})"
+
+
+class CustomerMetrics(models.Model):
+    """Derived per-customer figures, one narrow row per customer, refreshed set-based by the
+    nightly job (segments) through crm.metrics. Kept out of the wide customer table so that the
+    nightly bulk write stays cheap. "window" means the trailing METRICS_WINDOW_DAYS (365) days up
+    to `as_of`; "lifetime" means all time up to `as_of`.
+    """
+
+    customer = models.OneToOneField(
+        Customer, on_delete=models.CASCADE, primary_key=True, related_name="metrics"
+    )
+    as_of = models.DateField(_("as of"))
+    order_count = models.PositiveIntegerField(_("orders"), default=0)
+    orders_window = models.PositiveIntegerField(_("orders in window"), default=0)
+    first_order_at = models.DateTimeField(_("first order"), null=True, blank=True)
+    last_order_at = models.DateTimeField(_("last order"), null=True, blank=True)
+    days_since_last_order = models.PositiveIntegerField(
+        _("days since last order"), null=True, blank=True
+    )
+    revenue_window = models.DecimalField(_("revenue (window)"), **MONEY, default=0)
+    margin_window = models.DecimalField(_("margin (window)"), **MONEY, default=0)
+    revenue_lifetime = models.DecimalField(_("revenue (lifetime)"), **MONEY, default=0)
+    margin_lifetime = models.DecimalField(_("margin (lifetime)"), **MONEY, default=0)
+    aov = models.DecimalField(_("average order value"), **MONEY, null=True, blank=True)
+    buyer_type = models.CharField(
+        _("buyer type"), max_length=16, choices=BuyerType.choices, default=BuyerType.NONE
+    )
+    preferred_channel = models.CharField(
+        _("preferred channel"), max_length=16, choices=Channel.choices, blank=True
+    )
+    favourite_category = models.CharField(_("favourite category"), max_length=100, blank=True)
+    favourite_brand = models.CharField(_("favourite brand"), max_length=100, blank=True)
+    minutes_window = models.PositiveIntegerField(_("minutes served (window)"), default=0)
+    minutes_lifetime = models.PositiveIntegerField(_("minutes served (lifetime)"), default=0)
+    cost_to_serve_window = models.DecimalField(_("cost to serve (window)"), **MONEY, default=0)
+    cost_to_serve_lifetime = models.DecimalField(_("cost to serve (lifetime)"), **MONEY, default=0)
+    contribution_window = models.DecimalField(_("contribution (window)"), **MONEY, default=0)
+    contribution_lifetime = models.DecimalField(_("contribution (lifetime)"), **MONEY, default=0)
+    value_decile = models.PositiveSmallIntegerField(_("value decile"), null=True, blank=True)
+    suggested_effort = models.PositiveSmallIntegerField(
+        _("suggested effort"), null=True, blank=True
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=CustomerStatus.choices, default=CustomerStatus.ACTIVE
+    )
+    refreshed_at = models.DateTimeField(_("refreshed at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("customer metrics")
+        verbose_name_plural = _("customer metrics")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(value_decile__isnull=True) | Q(value_decile__range=(1, 10)),
+                name="metrics_decile_1_10",
+            ),
+            models.CheckConstraint(
+                condition=Q(suggested_effort__isnull=True) | Q(suggested_effort__range=(1, 10)),
+                name="metrics_suggested_effort_1_10",
+            ),
+            models.CheckConstraint(
+                condition=Q(buyer_type__in=BuyerType.values), name="metrics_buyer_type_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["value_decile"], name="metrics_decile_idx"),
+            models.Index(fields=["buyer_type"], name="metrics_buyer_type_idx"),
+            models.Index(fields=["-contribution_lifetime"], name="metrics_contrib_life_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"metrics of {self.customer_id} as of {self.as_of}"
