@@ -1,0 +1,177 @@
+"""crm.metrics.metrics_refresh against hand-computed figures (domain.md "Money", "Status")."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from crm.metrics import metrics_refresh
+from crm.models import CustomerMetrics
+from crm.tests.factories import (
+    CustomerFactory,
+    InteractionFactory,
+    OrderFactory,
+    SupportUserFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+AS_OF = dt.date(2026, 6, 30)
+
+
+def at(day: str, hour: int = 12) -> dt.datetime:
+    return dt.datetime.combine(
+        dt.date.fromisoformat(day), dt.time(hour), tzinfo=timezone.get_default_timezone()
+    )
+
+
+def order(customer, day, revenue, cost, **kw):
+    return OrderFactory(
+        customer=customer,
+        placed_at=at(day),
+        revenue=Decimal(revenue),
+        cost_of_goods=Decimal(cost),
+        **kw,
+    )
+
+
+def test_a_regular_customer_hand_computed():
+    c = CustomerFactory(acquisition_date=dt.date(2023, 12, 1))
+    order(c, "2024-01-01", "1000", "500", channel="online", category="")
+    order(c, "2025-12-01", "50", "20", channel="store", category="bags")
+    order(c, "2026-03-01", "200", "150", channel="store", category="shoes")
+    order(c, "2026-05-01", "60", "30", channel="store", category="bags", brand="Y")
+    order(c, "2026-06-20", "100", "70", channel="online", category="shoes", brand="X")
+    order(c, "2026-07-05", "999", "1", channel="phone")  # after as_of: ignored
+    pricey = SupportUserFactory(hourly_cost=Decimal("60.00"))
+    InteractionFactory(customer=c, staff=pricey, minutes=30, occurred_at=at("2026-06-01"))
+    InteractionFactory(customer=c, minutes=15, occurred_at=at("2025-01-01"))  # default 40/h
+    InteractionFactory(customer=c, minutes=99, occurred_at=at("2026-07-01"))  # after as_of
+
+    assert metrics_refresh(as_of=AS_OF) == 1
+    m = CustomerMetrics.objects.get(customer=c)
+    assert m.as_of == AS_OF
+    assert (m.order_count, m.orders_window) == (5, 4)
+    assert m.first_order_at == at("2024-01-01") and m.last_order_at == at("2026-06-20")
+    assert m.days_since_last_order == 10
+    assert m.revenue_window == Decimal("410.00") and m.margin_window == Decimal("140.00")
+    assert m.revenue_lifetime == Decimal("1410.00") and m.margin_lifetime == Decimal("640.00")
+    assert m.aov == Decimal("282.00")
+    assert m.buyer_type == "regular"
+    assert m.preferred_channel == "store"
+    assert m.favourite_category == "bags"  # 2 bags, 2 shoes: ties go alphabetically
+    assert m.favourite_brand == "X"
+    assert (m.minutes_window, m.minutes_lifetime) == (30, 45)
+    assert m.cost_to_serve_window == Decimal("30.00")
+    assert m.cost_to_serve_lifetime == Decimal("40.00")
+    assert m.contribution_window == Decimal("110.00")
+    assert m.contribution_lifetime == Decimal("600.00")
+    assert m.status == "active"
+    assert (m.value_decile, m.suggested_effort) == (1, 1)
+
+
+def test_buyer_types():
+    none = CustomerFactory()
+    first = CustomerFactory()
+    order(first, "2026-06-01", "10", "5")
+    occasional = CustomerFactory()
+    for day in ("2026-01-01", "2026-02-01", "2026-03-01", "2025-06-30"):  # only 3 in 365 days
+        order(occasional, day, "10", "5")
+    regular = CustomerFactory()
+    for day in ("2025-07-01", "2026-02-01", "2026-03-01", "2026-04-01"):
+        order(regular, day, "10", "5")
+    metrics_refresh(as_of=AS_OF)
+    types = dict(CustomerMetrics.objects.values_list("customer_id", "buyer_type"))
+    assert types == {
+        none.id: "none",
+        first.id: "first_time",
+        occasional.id: "occasional",
+        regular.id: "regular",
+    }
+    assert CustomerMetrics.objects.get(customer=none).aov is None
+    assert CustomerMetrics.objects.get(customer=none).days_since_last_order is None
+
+
+@pytest.mark.parametrize(
+    "last_order, expected",
+    [
+        ("2026-04-01", "active"),  # 90 days
+        ("2026-03-31", "at_risk"),  # 91 days
+        ("2026-01-01", "at_risk"),  # 180 days
+        ("2025-12-31", "churned"),  # 181 days
+    ],
+)
+def test_status_thresholds_by_last_order(last_order, expected):
+    c = CustomerFactory()
+    order(c, last_order, "10", "5")
+    metrics_refresh(as_of=AS_OF)
+    c.refresh_from_db()
+    assert c.metrics.status == expected
+    assert c.status == expected  # copied onto the customer
+
+
+def test_status_without_orders_and_cancelled():
+    fresh = CustomerFactory(acquisition_date=dt.date(2026, 5, 1))
+    old = CustomerFactory(acquisition_date=dt.date(2025, 1, 1))
+    no_dates = CustomerFactory(acquisition_date=None, created_at=at("2026-02-01"))
+    cancelled = CustomerFactory(cancelled_at=at("2026-06-01"))
+    order(cancelled, "2026-06-25", "10", "5")
+    metrics_refresh(as_of=AS_OF)
+    status = dict(CustomerMetrics.objects.values_list("customer_id", "status"))
+    assert status == {
+        fresh.id: "active",
+        old.id: "churned",
+        no_dates.id: "at_risk",
+        cancelled.id: "churned",
+    }
+
+
+def test_value_deciles_and_suggested_effort():
+    customers = CustomerFactory.create_batch(20)
+    for n, c in enumerate(customers):  # margin n*10: the last customer is the most valuable
+        order(c, "2026-06-01", str(100 + n * 10), "100")
+    # Ten customers served, 10..100 minutes; the other ten never served.
+    for n, c in enumerate(customers[:10]):
+        InteractionFactory(customer=c, minutes=(n + 1) * 10, occurred_at=at("2026-06-02"))
+    metrics_refresh(as_of=AS_OF)
+    got = {m.customer_id: m for m in CustomerMetrics.objects.all()}
+    ranked = sorted(customers, key=lambda c: -got[c.id].contribution_lifetime)
+    assert [got[c.id].value_decile for c in ranked] == [d for d in range(1, 11) for _ in (0, 1)]
+    assert [got[c.id].suggested_effort for c in customers[:10]] == list(range(1, 11))
+    assert all(got[c.id].suggested_effort is None for c in customers[10:])
+
+
+def test_incremental_limits_the_aggregation_and_advances_the_date():
+    a, b = CustomerFactory(), CustomerFactory()
+    order(a, "2026-06-01", "100", "50")
+    order(b, "2026-06-01", "100", "50")
+    metrics_refresh(as_of=AS_OF)
+    order(b, "2026-06-15", "100", "50")
+    order(a, "2026-06-15", "100", "50")
+    assert metrics_refresh(as_of=AS_OF + dt.timedelta(days=1), customer_ids=[a.id]) == 1
+    ma, mb = CustomerMetrics.objects.get(customer=a), CustomerMetrics.objects.get(customer=b)
+    assert ma.order_count == 2 and mb.order_count == 1  # b was not aggregated again
+    assert ma.as_of == mb.as_of == AS_OF + dt.timedelta(days=1)
+    assert mb.days_since_last_order == 30  # but its time-dependent columns moved
+
+
+def test_refresh_twice_is_stable_and_refuses_a_non_date():
+    c = CustomerFactory()
+    order(c, "2026-06-01", "100", "50")
+    metrics_refresh(as_of=AS_OF)
+    first = CustomerMetrics.objects.values().get(customer=c)
+    metrics_refresh(as_of=AS_OF)
+    second = CustomerMetrics.objects.values().get(customer=c)
+    first.pop("refreshed_at"), second.pop("refreshed_at")
+    assert first == second
+    assert CustomerMetrics.objects.count() == 1
+    with pytest.raises(ValueError, match="as_of"):
+        metrics_refresh(as_of="2026-06-30")
+
+
+def test_refresh_is_constant_in_queries(django_assert_max_num_queries):
+    for c in CustomerFactory.create_batch(30):
+        order(c, "2026-06-01", "100", "50")
+    with django_assert_max_num_queries(10):
+        assert metrics_refresh(as_of=AS_OF) == 30
