@@ -136,7 +136,7 @@ def _stage_sql(*, scoped: bool) -> str:
 
         def mode_cte(name: str, column: str) -> str:
             return (
-                f", {name} AS (SELECT customer_id, value FROM ("
+                f", {name} AS (SELECT customer_id, value FROM ("  # noqa: S608
                 f"SELECT o.customer_id, o.{column} AS value, ROW_NUMBER() OVER ("
                 f"PARTITION BY o.customer_id ORDER BY COUNT(*) DESC, o.{column}) AS rn "
                 f"FROM {order} o JOIN scope s ON s.customer_id = o.customer_id "
@@ -221,7 +221,7 @@ SELECT s.customer_id,
 FROM scope s
 LEFT JOIN o ON o.customer_id = s.customer_id
 LEFT JOIN i ON i.customer_id = s.customer_id{modes_join}
-"""
+"""  # noqa: S608
 
 
 def _upsert_sql() -> str:
@@ -230,7 +230,7 @@ def _upsert_sql() -> str:
     updates = ", ".join(f"{c} = excluded.{c}" for c in [*_STAGE_COLUMNS, "as_of", "refreshed_at"])
     # "WHERE 1 = 1" keeps SQLite's parser from reading ON CONFLICT as a join constraint.
     return (
-        f"INSERT INTO {table} (customer_id, {cols}, as_of, refreshed_at) "
+        f"INSERT INTO {table} (customer_id, {cols}, as_of, refreshed_at) "  # noqa: S608
         f"SELECT customer_id, {cols}, %(as_of)s, %(now)s FROM {STAGE_TABLE} WHERE 1 = 1 "
         f"ON CONFLICT (customer_id) DO UPDATE SET {updates}"
     )
@@ -241,7 +241,7 @@ def _advance_sql() -> str:
     table = CustomerMetrics._meta.db_table
     customer = Customer._meta.db_table
     return (
-        f"UPDATE {table} AS m SET as_of = %(as_of)s, "
+        f"UPDATE {table} AS m SET as_of = %(as_of)s, "  # noqa: S608
         f"days_since_last_order = {_days_since('m.last_order_at')}, "
         f"status = {_status('m.last_order_at', 'c')} "
         f"FROM {customer} c WHERE c.id = m.customer_id AND m.as_of <> %(as_of)s"
@@ -262,14 +262,14 @@ FROM (
 ) r
 WHERE r.customer_id = m.customer_id
   AND (m.value_decile IS DISTINCT FROM r.decile OR m.suggested_effort IS DISTINCT FROM r.effort)
-"""
+"""  # noqa: S608
 
 
 def _copy_status_sql() -> str:
     table = CustomerMetrics._meta.db_table
     customer = Customer._meta.db_table
     return (
-        f"UPDATE {customer} AS c SET status = m.status FROM {table} m "
+        f"UPDATE {customer} AS c SET status = m.status FROM {table} m "  # noqa: S608
         "WHERE m.customer_id = c.id AND c.status <> m.status"
     )
 
@@ -298,7 +298,7 @@ def metrics_refresh(*, as_of: dt.date, customer_ids: Iterable[int] | None = None
         cursor.execute(
             f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS {_stage_sql(scoped=scoped)}", params
         )
-        cursor.execute(f"SELECT COUNT(*) FROM {STAGE_TABLE}")
+        cursor.execute(f"SELECT COUNT(*) FROM {STAGE_TABLE}")  # noqa: S608
         refreshed = cursor.fetchone()[0]
         cursor.execute(_upsert_sql(), params)
         cursor.execute(f"DROP TABLE {STAGE_TABLE}")
