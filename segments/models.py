@@ -168,3 +168,137 @@ class CurrentMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} in {self.bucket_id or '-'} since {self.since}"
+
+
+# --- ROI job --- (engineer C2: the nightly job's runs and its per-bucket snapshots)
+
+ROI_MONEY = {"max_digits": 16, "decimal_places": 2}
+RATIO = {"max_digits": 14, "decimal_places": 4}
+
+
+class JobRun(models.Model):
+    """One run of the nightly ROI job (segments.jobs.roi_recalculate): when, how, outcome."""
+
+    class Mode(models.TextChoices):
+        FULL = "full", _("Full")
+        INCREMENTAL = "incremental", _("Incremental")
+
+    class Status(models.TextChoices):
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    as_of = models.DateField(_("as of"))
+    mode = models.CharField(_("mode"), max_length=16, choices=Mode.choices)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.RUNNING
+    )
+    counts = models.JSONField(_("counts"), default=dict, blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        verbose_name = _("ROI job run")
+        verbose_name_plural = _("ROI job runs")
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["running", "succeeded", "failed"]),
+                name="jobrun_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(mode__in=["full", "incremental"]), name="jobrun_mode_valid"
+            ),
+            # Two runs never overlap: at most one row may say "running".
+            models.UniqueConstraint(
+                fields=["status"], condition=Q(status="running"), name="jobrun_one_running"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "-started_at"], name="jobrun_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.as_of} {self.mode} {self.status}"
+
+
+class RoiSnapshot(models.Model):
+    """What one bucket (NULL = Unsegmented) earned against its cost to serve, as of `date`.
+
+    Written by the nightly job, one row per bucket per date, replaced atomically. Money sums are
+    over the trailing window (settings.CRM_METRICS_WINDOW_DAYS); ROI, LTV:CAC and the payback
+    figures are empty where their denominator is zero or missing.
+    """
+
+    date = models.DateField(_("date"))
+    bucket = models.ForeignKey(
+        Bucket,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="roi_snapshots",
+        verbose_name=_("bucket"),
+    )
+    bucket_name = models.CharField(_("bucket name"), max_length=100, blank=True)
+    customers = models.PositiveIntegerField(_("customers"), default=0)
+    revenue = models.DecimalField(_("revenue"), **ROI_MONEY, default=0)
+    margin = models.DecimalField(_("margin"), **ROI_MONEY, default=0)
+    cost_to_serve = models.DecimalField(_("cost to serve"), **ROI_MONEY, default=0)
+    contribution = models.DecimalField(_("contribution"), **ROI_MONEY, default=0)
+    roi = models.DecimalField(_("ROI"), **RATIO, null=True, blank=True)
+    contribution_per_customer = models.DecimalField(
+        _("contribution per customer"), **ROI_MONEY, null=True, blank=True
+    )
+    share_of_total = models.DecimalField(_("share of total"), **RATIO, null=True, blank=True)
+    avg_effort = models.DecimalField(
+        _("average effort"), max_digits=5, decimal_places=2, null=True, blank=True
+    )
+    avg_influence = models.DecimalField(
+        _("average influence"), max_digits=5, decimal_places=2, null=True, blank=True
+    )
+    nps = models.DecimalField(_("NPS"), max_digits=6, decimal_places=2, null=True, blank=True)
+    churn_rate = models.DecimalField(_("churn rate"), **RATIO, null=True, blank=True)
+    ltv_cac = models.DecimalField(_("LTV:CAC"), **RATIO, null=True, blank=True)
+    payback_median_days = models.PositiveIntegerField(
+        _("median payback (days)"), null=True, blank=True
+    )
+    payback_share = models.DecimalField(_("share paid back"), **RATIO, null=True, blank=True)
+    job_run = models.ForeignKey(
+        JobRun,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="snapshots",
+        verbose_name=_("job run"),
+    )
+
+    class Meta:
+        verbose_name = _("ROI snapshot")
+        verbose_name_plural = _("ROI snapshots")
+        ordering = ["-date", "bucket_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["date", "bucket"],
+                condition=Q(bucket__isnull=False),
+                name="roisnapshot_unique_date_bucket",
+            ),
+            models.UniqueConstraint(
+                fields=["date"],
+                condition=Q(bucket__isnull=True),
+                name="roisnapshot_unique_date_unsegmented",
+            ),
+            models.CheckConstraint(
+                condition=Q(churn_rate__isnull=True) | Q(churn_rate__range=(0, 1)),
+                name="roisnapshot_churn_rate_0_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(payback_share__isnull=True) | Q(payback_share__range=(0, 1)),
+                name="roisnapshot_payback_share_0_1",
+            ),
+            models.CheckConstraint(
+                condition=Q(cost_to_serve__gte=0), name="roisnapshot_cost_not_negative"
+            ),
+        ]
+        indexes = [models.Index(fields=["bucket", "-date"], name="roisnapshot_bucket_date_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.bucket_name or _('Unsegmented')}: {self.roi}"
