@@ -1,0 +1,201 @@
+"""Writes for buckets: create/update with versioning, and membership refresh in SQL."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import rules as rules_mod
+from . import selectors
+from .models import Bucket, BucketVersion
+
+logger = logging.getLogger(__name__)
+
+BUCKET_FIELDS = ("name", "persona", "colour", "priority", "active", "rules")
+_REFRESH_LOCK = 724_311_001  # pg_advisory_xact_lock key: one membership refresh at a time
+
+
+def _check_unique(bucket: Bucket) -> None:
+    others = Bucket.objects.exclude(pk=bucket.pk)
+    errors = {}
+    if others.filter(priority=bucket.priority).exists():
+        clash = others.get(priority=bucket.priority)
+        errors["priority"] = _(
+            "Priority %(priority)s is already used by bucket '%(name)s'; choose another number."
+        ) % {"priority": bucket.priority, "name": clash.name}
+    if others.filter(name__iexact=bucket.name).exists():
+        errors["name"] = _("A bucket named '%(name)s' already exists.") % {"name": bucket.name}
+    if errors:
+        raise ValidationError(errors)
+
+
+def _save_version(bucket: Bucket, user) -> BucketVersion:
+    return BucketVersion.objects.create(
+        bucket=bucket,
+        version=bucket.version,
+        name=bucket.name,
+        persona=bucket.persona,
+        colour=bucket.colour,
+        priority=bucket.priority,
+        active=bucket.active,
+        rules=bucket.rules,
+        saved_by=user if user and user.is_authenticated else None,
+        saved_at=bucket.updated_at,
+    )
+
+
+def _validate_bucket(bucket: Bucket) -> None:
+    try:
+        bucket.rules = rules_mod.validate(bucket.rules)
+    except ValidationError as exc:
+        raise ValidationError({"rules": exc.messages})
+    bucket.full_clean(validate_unique=False, validate_constraints=False)
+    _check_unique(bucket)
+
+
+def bucket_create(
+    *,
+    name: str,
+    rules: dict,
+    priority: int,
+    persona: str = "",
+    colour: str = "#1f77b4",
+    active: bool = True,
+    user=None,
+) -> Bucket:
+    """Create a bucket and its version 1, atomically.
+
+    Raises ValidationError (by field) for bad rules (naming the condition), a priority or name
+    already taken, a bad colour; nothing is written then.
+    """
+    now = timezone.now()
+    bucket = Bucket(
+        name=(name or "").strip(),
+        persona=persona or "",
+        colour=colour,
+        priority=priority,
+        active=active,
+        rules=rules,
+        version=1,
+        created_at=now,
+        updated_at=now,
+        updated_by=user if user and user.is_authenticated else None,
+    )
+    _validate_bucket(bucket)
+    try:
+        with transaction.atomic():
+            bucket.save()
+            _save_version(bucket, user)
+    except IntegrityError:
+        # A concurrent save took the name or priority between the check and the insert.
+        _check_unique(bucket)
+        raise
+    return bucket
+
+
+def bucket_update(*, bucket: Bucket, user=None, **changes: Any) -> Bucket:
+    """Change a bucket's fields (name, persona, colour, priority, active, rules).
+
+    A real change bumps the version and stores it as a BucketVersion with who and when, in
+    one transaction; saving without changes writes nothing. Raises ValidationError as
+    bucket_create does; the bucket row is then left unchanged.
+    """
+    unknown = set(changes) - set(BUCKET_FIELDS)
+    if unknown:
+        raise TypeError(f"bucket_update: unknown fields {sorted(unknown)}")
+    with transaction.atomic():
+        locked = Bucket.objects.select_for_update().get(pk=bucket.pk)
+        for attr, value in changes.items():
+            setattr(locked, attr, value.strip() if attr == "name" and value else value)
+        _validate_bucket(locked)
+        current = Bucket.objects.get(pk=bucket.pk)
+        if all(getattr(locked, f) == getattr(current, f) for f in BUCKET_FIELDS):
+            return current
+        locked.version = current.version + 1
+        locked.updated_at = timezone.now()
+        locked.updated_by = user if user and user.is_authenticated else None
+        try:
+            with transaction.atomic():
+                locked.save(update_fields=[*BUCKET_FIELDS, "version", "updated_at", "updated_by"])
+                _save_version(locked, user)
+        except IntegrityError:
+            _check_unique(locked)
+            raise
+    for attr in (*BUCKET_FIELDS, "version", "updated_at", "updated_by"):
+        setattr(bucket, attr, getattr(locked, attr))
+    return bucket
+
+
+def memberships_refresh(*, as_of: date, customer_ids=None) -> dict:
+    """Re-evaluate every active bucket by priority, in SQL, and record the outcome.
+
+    One CASE expression (segments.selectors.bucket_assignment) assigns each customer to the
+    first matching bucket or to Unsegmented; then, in one transaction holding an advisory
+    lock (two refreshes never interleave): open history rows are closed (left_on = as_of) for
+    customers whose bucket changed, new rows are opened (entered_on = as_of), and
+    CurrentMembership is upserted. Idempotent: a second run with the same data changes
+    nothing. Buckets whose stored rules no longer validate are skipped and reported.
+
+    Returns {"counts": {bucket_id or None: customers}, "entered": n, "left": n,
+    "skipped": [bucket ids]} (counts cover the customers evaluated).
+    """
+    qs, used, skipped = selectors.bucket_assignment(as_of=as_of, customer_ids=customer_ids)
+    for bucket in skipped:
+        logger.warning("bucket %s skipped: its rules no longer validate", bucket.pk)
+    sql, params = qs.query.sql_with_params()
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [_REFRESH_LOCK])
+        cur.execute("DROP TABLE IF EXISTS segments_tmp_assignment")
+        cur.execute(
+            "CREATE TEMP TABLE segments_tmp_assignment (customer_id bigint PRIMARY KEY, "
+            "bucket_id bigint, reason varchar(500)) ON COMMIT DROP"
+        )
+        cur.execute(
+            "INSERT INTO segments_tmp_assignment (customer_id, bucket_id, reason) " + sql, params
+        )
+        cur.execute(
+            """UPDATE segments_bucketmembership m
+                SET left_on = GREATEST(%s, m.entered_on)
+                FROM segments_tmp_assignment t
+                WHERE m.customer_id = t.customer_id AND m.left_on IS NULL
+                  AND m.bucket_id IS DISTINCT FROM t.bucket_id""",
+            [as_of],
+        )
+        left = cur.rowcount
+        cur.execute(
+            """INSERT INTO segments_bucketmembership (customer_id, bucket_id, entered_on,
+                                                       left_on, reason)
+                SELECT t.customer_id, t.bucket_id, %s, NULL, t.reason
+                FROM segments_tmp_assignment t
+                WHERE NOT EXISTS (SELECT 1 FROM segments_bucketmembership m
+                                  WHERE m.customer_id = t.customer_id AND m.left_on IS NULL)""",
+            [as_of],
+        )
+        entered = cur.rowcount
+        cur.execute(
+            """INSERT INTO segments_currentmembership AS c (customer_id, bucket_id, since, reason)
+                SELECT t.customer_id, t.bucket_id, %s, t.reason FROM segments_tmp_assignment t
+                ON CONFLICT (customer_id) DO UPDATE
+                SET bucket_id = EXCLUDED.bucket_id,
+                    since = CASE WHEN c.bucket_id IS DISTINCT FROM EXCLUDED.bucket_id
+                                 THEN EXCLUDED.since ELSE c.since END,
+                    reason = EXCLUDED.reason
+                WHERE c.bucket_id IS DISTINCT FROM EXCLUDED.bucket_id
+                   OR c.reason IS DISTINCT FROM EXCLUDED.reason""",
+            [as_of],
+        )
+        cur.execute("SELECT bucket_id, count(*) FROM segments_tmp_assignment GROUP BY bucket_id")
+        counts = dict(cur.fetchall())
+        cur.execute("DROP TABLE segments_tmp_assignment")
+    return {
+        "counts": counts,
+        "entered": entered,
+        "left": left,
+        "skipped": [b.pk for b in skipped],
+    }

@@ -1,0 +1,141 @@
+"""memberships_refresh: exclusive by priority, set-based, history kept, idempotent."""
+
+import datetime as dt
+
+import pytest
+
+from crm.tests.factories import CustomerFactory
+from segments import selectors
+from segments.models import BucketMembership, CurrentMembership
+from segments.services import bucket_update, memberships_refresh
+from segments.tests.factories import BucketFactory
+
+pytestmark = pytest.mark.django_db
+
+DAY1 = dt.date(2026, 5, 1)
+DAY2 = dt.date(2026, 5, 2)
+
+
+def rule(field, operator, value):
+    return {"op": "and", "conditions": [{"field": field, "operator": operator, "value": value}]}
+
+
+@pytest.fixture
+def setup():
+    high = BucketFactory(name="High effort", priority=1, rules=rule("effort", ">=", 7))
+    seoul = BucketFactory(name="Seoul", priority=2, rules=rule("city", "=", "Seoul"))
+    a = CustomerFactory(service_effort=9, city="Seoul")  # both match: priority 1 wins
+    b = CustomerFactory(service_effort=2, city="Seoul")
+    c = CustomerFactory(service_effort=None, city="Busan")  # none: Unsegmented
+    return high, seoul, a, b, c
+
+
+def current(customer):
+    return CurrentMembership.objects.get(customer=customer)
+
+
+def test_exclusive_by_priority_and_unsegmented(setup, django_assert_max_num_queries):
+    high, seoul, a, b, c = setup
+    with django_assert_max_num_queries(12):
+        result = memberships_refresh(as_of=DAY1)
+    assert result["counts"] == {high.pk: 1, seoul.pk: 1, None: 1}
+    assert current(a).bucket == high
+    assert current(b).bucket == seoul
+    assert current(c).bucket is None
+    assert "High effort" in current(a).reason
+    assert current(c).reason == "No active bucket matched"
+    assert BucketMembership.objects.filter(left_on__isnull=True).count() == 3
+    assert result["entered"] == 3 and result["left"] == 0
+
+
+def test_counts_add_up_to_all_customers(setup):
+    result = memberships_refresh(as_of=DAY1)
+    assert sum(result["counts"].values()) == 3
+    assert CurrentMembership.objects.count() == 3
+
+
+def test_second_run_changes_nothing(setup):
+    memberships_refresh(as_of=DAY1)
+    result = memberships_refresh(as_of=DAY2)
+    assert result["entered"] == 0 and result["left"] == 0
+    assert BucketMembership.objects.count() == 3
+    assert CurrentMembership.objects.filter(since=DAY1).count() == 3
+
+
+def test_history_closes_and_opens_rows_when_a_customer_moves(setup):
+    high, seoul, a, b, c = setup
+    memberships_refresh(as_of=DAY1)
+    a.service_effort = 3
+    a.save(update_fields=["service_effort"])
+    result = memberships_refresh(as_of=DAY2)
+    assert result == {
+        "counts": {seoul.pk: 2, None: 1},
+        "entered": 1,
+        "left": 1,
+        "skipped": [],
+    }
+    history = list(selectors.membership_history(a))
+    assert [(m.bucket, m.entered_on, m.left_on) for m in history] == [
+        (seoul, DAY2, None),
+        (high, DAY1, DAY2),
+    ]
+    assert current(a).bucket == seoul and current(a).since == DAY2
+
+
+def test_priority_change_moves_customers(setup):
+    high, seoul, a, b, c = setup
+    bucket_update(bucket=high, priority=3)
+    memberships_refresh(as_of=DAY1)
+    assert current(a).bucket == seoul
+
+
+def test_inactive_bucket_is_ignored(setup):
+    high, seoul, a, b, c = setup
+    bucket_update(bucket=high, active=False)
+    memberships_refresh(as_of=DAY1)
+    assert current(a).bucket == seoul
+
+
+def test_only_the_given_customers_are_evaluated(setup):
+    high, seoul, a, b, c = setup
+    result = memberships_refresh(as_of=DAY1, customer_ids=[a.pk])
+    assert result["counts"] == {high.pk: 1}
+    assert CurrentMembership.objects.count() == 1
+
+
+def test_or_rules_give_the_matching_branch_as_reason():
+    bucket = BucketFactory(
+        name="Either",
+        priority=1,
+        rules={
+            "op": "or",
+            "conditions": [
+                {"field": "city", "operator": "=", "value": "Busan"},
+                {"field": "effort", "operator": ">=", "value": 8},
+            ],
+        },
+    )
+    customer = CustomerFactory(service_effort=9, city="Seoul")
+    memberships_refresh(as_of=DAY1)
+    found, reason = selectors.bucket_for_customer(customer)
+    assert found == bucket
+    assert "condition 2" in reason and "Service effort" in reason
+
+
+def test_bucket_with_rules_that_no_longer_validate_is_skipped(setup):
+    high, seoul, a, b, c = setup
+    type(high).objects.filter(pk=high.pk).update(rules=rule("gone_field", "=", 1))
+    result = memberships_refresh(as_of=DAY1)
+    assert result["skipped"] == [high.pk]
+    assert current(a).bucket == seoul
+
+
+def test_bucket_for_customer_before_any_refresh():
+    customer = CustomerFactory()
+    assert selectors.bucket_for_customer(customer) == (None, "Not evaluated yet")
+
+
+def test_no_buckets_means_everyone_unsegmented():
+    CustomerFactory.create_batch(3)
+    result = memberships_refresh(as_of=DAY1)
+    assert result["counts"] == {None: 3}
