@@ -1,0 +1,323 @@
+"""CSV imports (crm.imports): validation messages, all-or-nothing, idempotency, both write paths.
+
+Every test runs twice: through the PostgreSQL path (COPY + set-based SQL) and through the
+portable Python path (the one SQLite uses), forced here on PostgreSQL.
+"""
+
+import datetime as dt
+import io
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from crm import imports
+from crm.models import Customer, Interaction, Order, OwnerChange, RatingChange
+from crm.tests.factories import CustomerFactory, OrderFactory, SupportUserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=["postgres", "python"], autouse=True)
+def write_path(request, monkeypatch):
+    if request.param == "python":
+        monkeypatch.setattr(imports, "_is_postgres", lambda: False)
+    return request.param
+
+
+def csv_file(text: str, encoding: str = "utf-8") -> io.BytesIO:
+    return io.BytesIO(text.encode(encoding))
+
+
+def messages(report) -> list[str]:
+    return [str(e) for e in report.errors]
+
+
+# ---------------------------------------------------------------- orders
+
+
+def test_orders_import_with_default_margin_rate(settings):
+    settings.CRM_DEFAULT_MARGIN_RATE = Decimal("0.25")
+    CustomerFactory(external_id="C1")
+    report = imports.orders_import(
+        file=csv_file(
+            "customer_ref,placed_at,revenue,channel,category,brand,external_id\n"
+            "C1,2026-01-05,100.00,store,shoes,Acme,O1\n"
+            "C1,2026-02-01T10:30:00+09:00,80,,,,\n"
+        )
+    )
+    assert report.ok, messages(report)
+    assert (report.rows, report.created) == (2, 2)
+    first = Order.objects.get(external_id="O1")
+    assert (first.margin, first.cost_of_goods, first.channel) == (
+        Decimal("25.00"),
+        Decimal("75.00"),
+        "store",
+    )
+    second = Order.objects.get(external_id="")
+    assert second.channel == "online"
+    assert second.placed_at == dt.datetime(2026, 2, 1, 1, 30, tzinfo=dt.UTC)
+
+
+def test_orders_cost_or_margin_given():
+    CustomerFactory(external_id="C1")
+    report = imports.orders_import(
+        file=csv_file(
+            "customer_ref,placed_at,revenue,cost,margin,external_id\n"
+            "C1,2026-01-05,100,60,,A\n"
+            "C1,2026-01-05,100,,-10,B\n"
+            "C1,2026-01-05,100,70,30,C\n"
+        )
+    )
+    assert report.ok, messages(report)
+    got = dict(Order.objects.values_list("external_id", "cost_of_goods"))
+    assert got == {"A": Decimal("60.00"), "B": Decimal("110.00"), "C": Decimal("70.00")}
+
+
+def test_orders_bad_rows_are_listed_by_line_and_column_and_nothing_is_written():
+    CustomerFactory(external_id="C1")
+    report = imports.orders_import(
+        file=csv_file(
+            "customer_ref,placed_at,revenue,cost,margin,channel,external_id\n"
+            "C1,2026-01-05,100,,,online,OK1\n"
+            "C1,yesterday,100,,,online,X2\n"
+            "C1,2026-01-05,-5,,,online,X3\n"
+            "C1,2026-01-05,100,,,fax,X4\n"
+            "NOPE,2026-01-05,100,,,online,X5\n"
+            "C1,2026-01-05,100,50,10,online,X6\n"
+            "C1,2026-01-05,100,,,online,OK1\n"
+            "C1,2026-01-05\n"
+            ",2026-01-05,1.234,,,online,X9\n"
+        )
+    )
+    assert not report.ok
+    got = messages(report)
+    assert "line 3, column placed_at: 'yesterday' is not an ISO date" in got[0]
+    assert any(m.startswith("line 4, column revenue: must not be negative") for m in got)
+    assert any(m.startswith("line 5, column channel: 'fax' is not one of") for m in got)
+    assert "line 6, column customer_ref: unknown customer 'NOPE'" in got
+    assert any(m.startswith("line 7, column margin:") for m in got)
+    assert "line 8, column external_id: external_id repeats line 2" in got
+    assert "line 9: expected 7 values, found 2" in got
+    assert "line 10, column customer_ref: a value is required" in got
+    assert "line 10, column revenue: at most 2 decimal places" in got
+    assert report.error_count == 9
+    assert Order.objects.count() == 0
+    assert report.created == 0
+
+
+def test_orders_reimport_changes_nothing_and_conflicting_reimport_is_an_error():
+    CustomerFactory(external_id="C1")
+    text = "customer_ref,placed_at,revenue,external_id\nC1,2026-01-05,100,O1\nC1,2026-01-06,5,O2\n"
+    assert imports.orders_import(file=csv_file(text)).created == 2
+    again = imports.orders_import(file=csv_file(text))
+    assert again.ok and (again.created, again.unchanged) == (0, 2)
+    changed = imports.orders_import(
+        file=csv_file(
+            "customer_ref,placed_at,revenue,external_id\nC1,2026-01-05,101,O1\nC1,2026-01-07,9,O3\n"
+        )
+    )
+    assert messages(changed) == [
+        "line 2, column external_id: 'O1' was already imported with different values"
+    ]
+    assert Order.objects.count() == 2
+
+
+def test_orders_create_customers_option():
+    report = imports.orders_import(
+        file=csv_file(
+            "customer_ref,placed_at,revenue\nNEW1,2026-01-05,10\nNEW1,2026-01-06,10\nNEW2,2026-01-07,1\n"
+        ),
+        create_customers=True,
+    )
+    assert report.ok, messages(report)
+    assert (report.created, report.customers_created) == (3, 2)
+    assert Customer.objects.get(external_id="NEW1").orders.count() == 2
+
+
+def test_orders_import_command_with_progress(tmp_path, capsys):
+    CustomerFactory(external_id="C1")
+    path = tmp_path / "orders.csv"
+    path.write_text("customer_ref,placed_at,revenue\nC1,2026-01-05,10\n")
+    call_command("import_orders", str(path))
+    assert Order.objects.count() == 1
+    assert "1 row(s) read: 1 created" in capsys.readouterr().out
+
+
+def test_import_command_failure_is_a_command_error(tmp_path):
+    path = tmp_path / "orders.csv"
+    path.write_text("customer_ref,placed_at,revenue\nZZ,2026-01-05,10\n")
+    with pytest.raises(CommandError, match="1 error"):
+        call_command("import_orders", str(path))
+    with pytest.raises(CommandError, match="Cannot open"):
+        call_command("import_orders", str(tmp_path / "missing.csv"))
+
+
+# ---------------------------------------------------------------- file-level errors
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "The file is empty"),
+        (b"\n\n", "The first line is empty"),
+        (b"customer_ref,placed_at,revenue,revenue\n", "Column 'revenue' appears twice"),
+        (b"customer_ref,placed_at,revenue,colour\n", "Unknown column(s) colour"),
+        (b"customer_ref,revenue\n", "Required column(s) missing: placed_at"),
+        ("customer_ref,placed_at,revenue\n".encode("utf-16"), "not UTF-8"),
+        (b"customer_ref,placed_at,revenue\nC1,2026-01-01,\xff\xfe\n", "not UTF-8"),
+        (b"customer_ref,placed_at,revenue\nC\x001,2026-01-01,1\n", "NUL character"),
+        (b'customer_ref,placed_at,revenue\n"C1,2026-01-01,1\n', "unexpected end of data"),
+    ],
+)
+def test_file_level_errors(content, expected):
+    report = imports.orders_import(file=io.BytesIO(content))
+    assert not report.ok
+    assert expected in messages(report)[0]
+
+
+def test_bom_is_accepted_and_header_is_case_insensitive():
+    CustomerFactory(external_id="C1")
+    report = imports.orders_import(
+        file=csv_file("Customer_Ref, Placed_At ,REVENUE\nC1,2026-01-05,10\n", "utf-8-sig")
+    )
+    assert report.ok, messages(report)
+    assert Order.objects.count() == 1
+
+
+def test_error_listing_is_capped():
+    rows = "".join(f"C{i},bad,1\n" for i in range(250))
+    report = imports.orders_import(file=csv_file("customer_ref,placed_at,revenue\n" + rows))
+    assert report.error_count == 250
+    assert len(report.errors) == imports.MAX_ERRORS
+    assert report.error_lines()[-1] == "and 50 more"
+
+
+# ---------------------------------------------------------------- customers
+
+
+CUSTOMERS = (
+    "external_id,first_name,last_name,email,preferred_language,birth_year,gender,country,"
+    "web_savviness,acquisition_date,acquisition_cost,service_effort,owner\n"
+    "K1,Ann,Lee,ann@example.com,ko,1980,female,kr,3,2025-01-02,12.50,4,sup\n"
+    "K2,Bo,,,,,,,,,,,\n"
+)
+
+
+def test_customers_import_creates_then_is_idempotent_then_updates():
+    staff = SupportUserFactory(username="sup")
+    report = imports.customers_import(file=csv_file(CUSTOMERS))
+    assert report.ok, messages(report)
+    assert (report.created, report.updated) == (2, 0)
+    ann = Customer.objects.get(external_id="K1")
+    assert (ann.owner, ann.country, ann.preferred_language, ann.service_effort) == (
+        staff,
+        "KR",
+        "ko",
+        4,
+    )
+    assert ann.effort_rated_at is not None
+    assert ann.acquisition_cost == Decimal("12.50")
+
+    again = imports.customers_import(file=csv_file(CUSTOMERS))
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
+
+    manager = SupportUserFactory(username="boss")
+    update = imports.customers_import(
+        file=csv_file("external_id,first_name,service_effort,owner\nK1,Anne,7,\nK2,Bo,,\n"),
+        user=manager,
+    )
+    assert (update.created, update.updated, update.unchanged) == (0, 1, 1)
+    ann.refresh_from_db()
+    assert (ann.first_name, ann.service_effort, ann.owner, ann.email) == (
+        "Anne",
+        7,
+        None,
+        "ann@example.com",  # absent column left alone
+    )
+    change = OwnerChange.objects.get(customer=ann)
+    assert (change.from_owner, change.to_owner, change.changed_by) == (staff, None, manager)
+    rating = RatingChange.objects.get(customer=ann)
+    assert (rating.old_value, rating.new_value) == (4, 7)
+
+
+def test_customers_validation():
+    report = imports.customers_import(
+        file=csv_file(
+            "external_id,first_name,email,birth_year,web_savviness,service_effort,country,owner\n"
+            "A,,x@,1800,6,11,KOR,ghost\n"
+            "B,Bea,,,,,,\n"
+            "B,Bea,,,,,,\n"
+        )
+    )
+    got = messages(report)
+    assert "line 2, column first_name: a value is required" in got
+    assert "line 2, column email: 'x@' is not a valid email address" in got
+    assert "line 2, column birth_year: 1800 is outside 1900-2100" in got
+    assert "line 2, column web_savviness: 6 is outside 1-5" in got
+    assert "line 2, column service_effort: 11 is outside 1-10" in got
+    assert any(m.startswith("line 2, column country:") for m in got)
+    assert "line 4, column external_id: external_id repeats line 3" in got
+    assert Customer.objects.count() == 0
+
+
+def test_customers_unknown_owner_is_an_error():
+    report = imports.customers_import(file=csv_file("external_id,first_name,owner\nA,Al,ghost\n"))
+    assert messages(report) == ["line 2, column owner: unknown staff username 'ghost'"]
+    assert Customer.objects.count() == 0
+
+
+# ---------------------------------------------------------------- interactions
+
+
+INTERACTIONS = (
+    "customer_ref,staff,occurred_at,channel,direction,minutes,summary,outcome,follow_up_on,"
+    "external_id\n"
+    'C1,sup,2026-03-01 09:00,phone,outbound,15,"Called, about delivery",sale,2026-03-05,I1\n'
+    "C1,sup,2026-03-02,email,,5,,,,\n"
+)
+
+
+def test_interactions_import_and_reimport():
+    SupportUserFactory(username="sup")
+    CustomerFactory(external_id="C1")
+    report = imports.interactions_import(file=csv_file(INTERACTIONS))
+    assert report.ok, messages(report)
+    first = Interaction.objects.get(external_id="I1")
+    assert (first.minutes, first.direction, first.outcome, first.summary) == (
+        15,
+        "outbound",
+        "sale",
+        "Called, about delivery",
+    )
+    assert first.follow_up_on == dt.date(2026, 3, 5)
+    assert Interaction.objects.get(external_id="").direction == "inbound"
+    header, first_row = INTERACTIONS.splitlines()[:2]
+    again = imports.interactions_import(file=csv_file(f"{header}\n{first_row}\n"))
+    assert (again.ok, again.created, again.unchanged) == (True, 0, 1)
+
+
+def test_interactions_validation():
+    SupportUserFactory(username="sup")
+    CustomerFactory(external_id="C1")
+    report = imports.interactions_import(
+        file=csv_file(
+            "customer_ref,staff,occurred_at,channel,minutes\n"
+            "C1,ghost,2026-03-01,phone,10\n"
+            "C1,sup,2026-03-01,phone,0\n"
+            "C1,sup,2026-03-01,phone,1441\n"
+            "C1,sup,2026-03-01,pigeon,10\n"
+        )
+    )
+    got = messages(report)
+    assert "line 2, column staff: unknown staff username 'ghost'" in got
+    assert "line 3, column minutes: 0 is outside 1-1440" in got
+    assert "line 4, column minutes: 1441 is outside 1-1440" in got
+    assert any(m.startswith("line 5, column channel: 'pigeon' is not one of") for m in got)
+    assert Interaction.objects.count() == 0
+
+
+def test_existing_orders_untouched_when_import_fails():
+    order = OrderFactory(customer__external_id="C1", external_id="KEEP")
+    imports.orders_import(file=csv_file("customer_ref,placed_at,revenue\nC1,2026-01-05,x\n"))
+    assert list(Order.objects.values_list("id", flat=True)) == [order.id]
