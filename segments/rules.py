@@ -165,6 +165,10 @@ def _clean_scalar(spec: FieldSpec, value: Any) -> Any:
     value = value.strip()
     if "\x00" in value:
         raise _Invalid(gettext("the text contains a NUL character"))
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Invalid(gettext("the text is not valid Unicode"))
     if kind == COHORT:
         if not COHORT_RE.match(value):
             raise _Invalid(gettext("%(value)r is not a month like 2024-03") % {"value": value})
