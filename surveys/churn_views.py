@@ -1,0 +1,271 @@
+"""Churn screens: the interview queue, the interview form, reason codes and the churn report.
+Thin: parse input, call a selector or service, render."""
+
+import csv
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.generic import FormView, TemplateView
+from django_filters.views import FilterView
+from django_tables2 import LazyPaginator, SingleTableMixin, SingleTableView
+
+from crm.models import Customer
+from crm.permissions import StaffPermissionMixin
+
+from . import churn_selectors, churn_services
+from .churn_filters import ChurnQueueFilter
+from .churn_forms import (
+    ChurnInterviewForm,
+    ChurnReportForm,
+    ReasonCodeCreateForm,
+    ReasonCodeUpdateForm,
+)
+from .churn_tables import ChurnInterviewTable, ChurnQueueTable, ReasonCodeTable
+from .models import ChurnInterview, ReasonCode
+
+
+def _add_service_errors(form, error: ValidationError) -> None:
+    """Show a service's ValidationError on the form: on its field where the form has one."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error)
+        return
+    for name, errors in error.message_dict.items():
+        form.add_error(name if name in form.fields else None, errors)
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+class ChurnQueueView(StaffPermissionMixin, SingleTableMixin, FilterView):
+    """Churned customers without an interview, biggest lost contribution first."""
+
+    permission_required = "surveys.view_churninterview"
+    template_name = "surveys/churn_queue.html"
+    table_class = ChurnQueueTable
+    filterset_class = ChurnQueueFilter
+    paginator_class = LazyPaginator  # no COUNT(*) over a possibly large queue
+    table_pagination = {"per_page": 50}
+
+    def get_queryset(self):
+        return churn_selectors.churn_queue()
+
+    def get(self, request, *args, **kwargs):
+        if request.GET.get("export") == "csv":
+            return self.export_csv()
+        return super().get(request, *args, **kwargs)
+
+    def export_csv(self):
+        filterset = self.filterset_class(self.request.GET, queryset=self.get_queryset())
+        rows = filterset.qs if filterset.is_valid() else filterset.queryset.none()
+        header = [
+            _("Customer id"),
+            _("Customer"),
+            _("Email"),
+            _("Status"),
+            _("Cancelled"),
+            _("Last order"),
+            _("Lost lifetime contribution"),
+            _("Decile"),
+            _("Bucket"),
+            _("Owner"),
+        ]
+        writer = csv.writer(_Echo())
+
+        def lines():
+            yield writer.writerow(header)
+            for row in churn_selectors.churn_queue_csv_rows(rows):
+                yield writer.writerow(row)
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        stamp = timezone.localdate().isoformat()
+        response["Content-Disposition"] = f'attachment; filename="churn-queue-{stamp}.csv"'
+        return response
+
+
+class ChurnInterviewListView(StaffPermissionMixin, SingleTableView):
+    permission_required = "surveys.view_churninterview"
+    template_name = "surveys/churn_interview_list.html"
+    table_class = ChurnInterviewTable
+    paginator_class = LazyPaginator
+    table_pagination = {"per_page": 50}
+
+    def get_queryset(self):
+        return churn_selectors.churn_interview_list()
+
+
+class ChurnInterviewCreateView(StaffPermissionMixin, FormView):
+    permission_required = ("surveys.add_churninterview",)
+    template_name = "surveys/churn_interview_form.html"
+    form_class = ChurnInterviewForm
+
+    @cached_property
+    def customer(self) -> Customer:  # read after the permission check, never before
+        return get_object_or_404(Customer, pk=self.kwargs["customer_id"])
+
+    def get(self, request, *args, **kwargs):
+        existing = ChurnInterview.objects.filter(customer=self.customer).values("pk").first()
+        if existing and request.user.has_perm("surveys.change_churninterview"):
+            messages.info(request, _("This customer already has a churn interview."))
+            return HttpResponseRedirect(
+                reverse("surveys:churn_interview_update", args=[existing["pk"]])
+            )
+        return super().get(request, *args, **kwargs)
+
+    def get_initial(self):
+        return {
+            "interviewer": self.request.user.pk,
+            "interviewed_on": timezone.localdate(),
+        }
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(customer=self.customer, interview=None, **kwargs)
+
+    def form_valid(self, form):
+        try:
+            churn_services.churn_interview_record(
+                customer=self.customer, recorded_by=self.request.user, **form.cleaned_data
+            )
+        except ValidationError as error:
+            _add_service_errors(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, _("Churn interview recorded."))
+        return HttpResponseRedirect(reverse("surveys:churn_queue"))
+
+
+class ChurnInterviewUpdateView(StaffPermissionMixin, FormView):
+    permission_required = ("surveys.change_churninterview",)
+    template_name = "surveys/churn_interview_form.html"
+    form_class = ChurnInterviewForm
+
+    @cached_property
+    def interview(self) -> ChurnInterview:
+        try:
+            return churn_selectors.churn_interview_get(pk=self.kwargs["pk"])
+        except ChurnInterview.DoesNotExist:
+            raise Http404 from None
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "interview": self.interview}
+
+    def get_initial(self):
+        interview = self.interview
+        initial = {
+            name: getattr(interview, name)
+            for name in (
+                "interviewed_on",
+                "channel",
+                "competitor",
+                "verbatim",
+                "liked",
+                "bring_back",
+                "likelihood_to_return",
+                "winback_offer",
+                "winback_outcome",
+                "follow_up_on",
+            )
+        }
+        initial["interviewer"] = interview.interviewer_id
+        initial["primary_reason"] = interview.primary_reason_id
+        initial["secondary_reasons"] = [
+            link.reason_id for link in interview.secondary_reason_links.all()
+        ]
+        return initial
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(
+            customer=self.interview.customer, interview=self.interview, **kwargs
+        )
+
+    def form_valid(self, form):
+        try:
+            churn_services.churn_interview_update(interview=self.interview, **form.cleaned_data)
+        except ValidationError as error:
+            _add_service_errors(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, _("Churn interview saved."))
+        return HttpResponseRedirect(reverse("surveys:churn_interview_list"))
+
+
+class ReasonCodeListView(StaffPermissionMixin, SingleTableView):
+    permission_required = "surveys.view_reasoncode"
+    template_name = "surveys/churn_reason_list.html"
+    table_class = ReasonCodeTable
+    table_pagination = False
+
+    def get_queryset(self):
+        return churn_selectors.reason_code_list()
+
+    def get_table(self, **kwargs):
+        table = super().get_table(**kwargs)
+        table.can_change = self.request.user.has_perm("surveys.change_reasoncode")
+        return table
+
+
+class ReasonCodeCreateView(StaffPermissionMixin, FormView):
+    permission_required = "surveys.add_reasoncode"
+    template_name = "surveys/churn_reason_form.html"
+    form_class = ReasonCodeCreateForm
+    extra_context = {"title": gettext_lazy("New reason code")}
+
+    def form_valid(self, form):
+        try:
+            churn_services.reason_code_create(**form.cleaned_data)
+        except ValidationError as error:
+            _add_service_errors(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, _("Reason code created."))
+        return HttpResponseRedirect(reverse("surveys:reason_code_list"))
+
+
+class ReasonCodeUpdateView(StaffPermissionMixin, FormView):
+    permission_required = "surveys.change_reasoncode"
+    template_name = "surveys/churn_reason_form.html"
+    form_class = ReasonCodeUpdateForm
+
+    @cached_property
+    def reason(self) -> ReasonCode:
+        return get_object_or_404(ReasonCode, pk=self.kwargs["pk"])
+
+    def get_form_kwargs(self):
+        # The form works on a copy: the service re-reads and locks the row before writing.
+        copy = ReasonCode.objects.get(pk=self.reason.pk)
+        return {**super().get_form_kwargs(), "instance": copy}
+
+    def get_context_data(self, **kwargs):
+        title = _("Reason code “%(code)s”") % {"code": self.reason.code}
+        return super().get_context_data(title=title, reason=self.reason, **kwargs)
+
+    def form_valid(self, form):
+        try:
+            churn_services.reason_code_update(reason=self.reason, **form.cleaned_data)
+        except ValidationError as error:
+            _add_service_errors(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, _("Reason code saved."))
+        return HttpResponseRedirect(reverse("surveys:reason_code_list"))
+
+
+class ChurnReportView(StaffPermissionMixin, TemplateView):
+    permission_required = "surveys.view_churn_report"
+    template_name = "surveys/churn_report.html"
+
+    def get_context_data(self, **kwargs):
+        form = ChurnReportForm(self.request.GET or None)
+        dates = form.cleaned_data if form.is_bound and form.is_valid() else {}
+        report = churn_selectors.churn_report(
+            date_from=dates.get("date_from"), date_to=dates.get("date_to")
+        )
+        chart = {
+            "months": report.months,
+            "series": [{"label": s["label"], "data": s["counts"]} for s in report.month_series],
+        }
+        return super().get_context_data(form=form, report=report, chart=chart, **kwargs)

@@ -1,0 +1,120 @@
+import csv
+import io
+
+import pytest
+from django.utils import timezone
+
+from crm.models import CustomerStatus
+from crm.tests.factories import CustomerFactory, SupportUserFactory
+from segments.models import Bucket, CurrentMembership
+from surveys import churn_selectors, churn_services
+from surveys.tests.churn_helpers import churned, metrics, reason
+
+pytestmark = pytest.mark.django_db
+
+URL = "/churn/queue/"
+
+
+def _ids(response):
+    return [row.record.pk for row in response.context["table"].page.object_list]
+
+
+def test_queue_orders_by_lost_lifetime_contribution_without_metrics_last(client_support):
+    small = churned(last_name="Small")
+    metrics(small, "10.00")
+    big = churned(last_name="Big")
+    metrics(big, "900.50")
+    negative = churned(last_name="Negative")
+    metrics(negative, "-40")
+    no_metrics = churned(last_name="Unknown")
+    middle = churned(last_name="Middle")
+    metrics(middle, "300")
+
+    response = client_support.get(URL)
+
+    assert response.status_code == 200
+    assert _ids(response) == [big.pk, middle.pk, small.pk, negative.pk, no_metrics.pk]
+    assert "900.50" in response.content.decode()
+
+
+def test_queue_holds_only_churned_or_cancelled_customers_without_interview(support_user):
+    gone = churned()
+    cancelled = CustomerFactory(status=CustomerStatus.ACTIVE, cancelled_at=timezone.now())
+    CustomerFactory(status=CustomerStatus.ACTIVE)
+    CustomerFactory(status=CustomerStatus.AT_RISK)
+    interviewed = churned()
+    churn_services.churn_interview_record(
+        customer=interviewed,
+        interviewer=support_user,
+        recorded_by=support_user,
+        interviewed_on=timezone.localdate(),
+        channel="phone",
+        primary_reason=reason(),
+    )
+
+    assert set(churn_selectors.churn_queue().values_list("pk", flat=True)) == {
+        gone.pk,
+        cancelled.pk,
+    }
+
+
+def test_queue_filters_by_owner_and_no_owner(client_support):
+    owner = SupportUserFactory(username="owner1")
+    mine = churned(owner=owner)
+    churned(owner=SupportUserFactory(username="owner2"))
+    orphan = churned(owner=None)
+
+    assert _ids(client_support.get(URL, {"owner": owner.pk})) == [mine.pk]
+    assert _ids(client_support.get(URL, {"owner": "null"})) == [orphan.pk]
+
+
+def test_queue_filters_by_current_bucket(client_support):
+    bucket = Bucket.objects.create(name="Lapsed VIPs", priority=1)
+    inside = churned()
+    CurrentMembership.objects.create(customer=inside, bucket=bucket, since=timezone.localdate())
+    unsegmented = churned()
+    CurrentMembership.objects.create(customer=unsegmented, bucket=None, since=timezone.localdate())
+
+    response = client_support.get(URL, {"bucket": bucket.pk})
+    assert _ids(response) == [inside.pk]
+    assert "Lapsed VIPs" in response.content.decode()
+    assert _ids(client_support.get(URL, {"bucket": "null"})) == [unsegmented.pk]
+
+
+def test_unknown_filter_value_is_a_clear_error_not_a_500(client_support):
+    churned()
+    response = client_support.get(URL, {"owner": "999999"})
+    assert response.status_code == 200
+    assert _ids(response) == []
+    assert "Select a valid choice" in response.content.decode()
+
+
+def test_csv_export_streams_the_filtered_queue_in_order(client_support):
+    owner = SupportUserFactory(username="owner1")
+    low = churned(owner=owner, first_name="Low", last_name="L")
+    metrics(low, "5")
+    high = churned(owner=owner, first_name="High", last_name="H")
+    metrics(high, "50")
+    churned(owner=None)
+
+    response = client_support.get(URL, {"owner": owner.pk, "export": "csv"})
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0][0] == "Customer id"
+    assert [r[0] for r in rows[1:]] == [str(high.pk), str(low.pk)]
+    assert rows[1][6] == "50.00"
+    assert rows[1][9] == "owner1"
+
+
+def test_queue_is_constant_in_queries(client_support, django_assert_max_num_queries):
+    bucket = Bucket.objects.create(name="B", priority=1)
+    for i in range(30):
+        customer = churned(owner=SupportUserFactory(username=f"o{i % 5}"))
+        metrics(customer, i)
+        CurrentMembership.objects.create(customer=customer, bucket=bucket, since="2026-01-01")
+    with django_assert_max_num_queries(10):
+        response = client_support.get(URL)
+    assert response.status_code == 200
+    assert len(_ids(response)) == 30
