@@ -1,0 +1,261 @@
+"""The nightly ROI job: hand-computed snapshot figures, idempotency, atomicity, no overlap,
+incremental == full."""
+
+import datetime as dt
+import random
+import threading
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.utils import timezone
+
+from crm.models import CustomerMetrics
+from crm.tests.factories import (
+    CustomerFactory,
+    InteractionFactory,
+    OrderFactory,
+    SocialProfileFactory,
+    SupportUserFactory,
+)
+from segments.jobs import roi_recalculate
+from segments.models import Bucket, JobRun, RoiSnapshot
+
+AS_OF = dt.date(2026, 6, 30)
+BIG_RULES = {"op": "and", "conditions": [{"field": "order_count", "operator": ">=", "value": 2}]}
+
+
+def at(day: str, hour: int = 12) -> dt.datetime:
+    return dt.datetime.combine(
+        dt.date.fromisoformat(day), dt.time(hour), tzinfo=timezone.get_default_timezone()
+    )
+
+
+def order(customer, day, margin, revenue="500"):
+    revenue = Decimal(revenue)
+    return OrderFactory(
+        customer=customer,
+        placed_at=at(day),
+        revenue=revenue,
+        cost_of_goods=revenue - Decimal(margin),
+    )
+
+
+def big_bucket():
+    return Bucket.objects.create(name="Big", priority=1, rules=BIG_RULES)
+
+
+@pytest.fixture
+def hand_case(db):
+    """Big (order_count >= 2): A and B; Unsegmented: C. Staff cost 40/h by default."""
+    bucket = big_bucket()
+    a = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("100"))
+    InteractionFactory(customer=a, minutes=60, occurred_at=at("2026-01-15"))  # -40
+    order(a, "2026-02-01", "100")  # cumulative 60
+    order(a, "2026-03-01", "50")  # cumulative 110 >= 100 on day 59
+    b = CustomerFactory(acquisition_cost=None)
+    InteractionFactory(customer=b, minutes=30, occurred_at=at("2026-04-01"))  # -20
+    for day in ("2026-04-01", "2026-05-01", "2026-06-01"):
+        order(b, day, "30")
+    c = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("50"))
+    order(c, "2026-06-01", "20")
+    return bucket, a, b, c
+
+
+@pytest.mark.django_db
+def test_hand_computed_snapshot(hand_case):
+    bucket, a, b, c = hand_case
+    run = roi_recalculate(as_of=AS_OF)
+    assert run.status == JobRun.Status.SUCCEEDED and run.mode == JobRun.Mode.FULL
+    big = RoiSnapshot.objects.get(date=AS_OF, bucket=bucket)
+    assert big.bucket_name == "Big" and big.customers == 2
+    assert big.margin == Decimal("240.00") and big.cost_to_serve == Decimal("60.00")
+    assert big.contribution == Decimal("180.00")
+    assert big.roi == Decimal("3.0000")  # (240 - 60) / 60
+    assert big.contribution_per_customer == Decimal("90.00")
+    assert big.share_of_total == Decimal("0.9000")  # 180 of 200
+    assert big.ltv_cac == Decimal("1.8000")  # lifetime contribution 180 / CAC 100
+    assert big.payback_median_days == 59 and big.payback_share == Decimal("1.0000")
+    assert big.churn_rate == Decimal("0.0000") and big.job_run == run
+    rest = RoiSnapshot.objects.get(date=AS_OF, bucket__isnull=True)
+    assert rest.customers == 1 and rest.contribution == Decimal("20.00")
+    assert rest.roi is None  # cost to serve 0: empty, not zero or infinity
+    assert rest.share_of_total == Decimal("0.1000")
+    assert rest.ltv_cac == Decimal("0.4000")
+    assert rest.payback_median_days is None and rest.payback_share == Decimal("0.0000")
+    assert run.counts["snapshots"] == 2
+
+
+@pytest.mark.django_db
+def test_payback_median_over_customers_who_paid_back():
+    for days_to_pay in (10, 20, 40, 50):
+        cust = CustomerFactory(
+            acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("100")
+        )
+        order(cust, (dt.date(2026, 1, 1) + dt.timedelta(days=days_to_pay)).isoformat(), "100")
+    never = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("100"))
+    order(never, "2026-02-01", "10")
+    roi_recalculate(as_of=AS_OF)
+    rest = RoiSnapshot.objects.get(date=AS_OF, bucket__isnull=True)
+    assert rest.payback_median_days == 30  # (20 + 40) / 2
+    assert rest.payback_share == Decimal("0.8000")  # 4 of 5
+
+
+@pytest.mark.django_db
+def test_twice_for_the_same_date_gives_the_same_snapshot(hand_case):
+    first = roi_recalculate(as_of=AS_OF)
+    rows = list(RoiSnapshot.objects.values().order_by("bucket_id"))
+    second = roi_recalculate(as_of=AS_OF)
+    assert second.mode == JobRun.Mode.INCREMENTAL and second.status == "succeeded"
+    again = list(RoiSnapshot.objects.values().order_by("bucket_id"))
+    assert RoiSnapshot.objects.filter(date=AS_OF).count() == 2
+    for row in rows + again:
+        row.pop("id"), row.pop("job_run_id")
+    assert rows == again
+    assert first.pk != second.pk
+
+
+@pytest.mark.django_db
+def test_a_failing_run_leaves_the_previous_snapshot(hand_case):
+    bucket, a, b, c = hand_case
+    roi_recalculate(as_of=AS_OF)
+    before = RoiSnapshot.objects.get(date=AS_OF, bucket=bucket).margin
+    order(a, "2026-06-10", "1000", revenue="2000")
+
+    def fail_at_snapshots(step):
+        if step == "snapshots":
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        roi_recalculate(as_of=AS_OF, progress=fail_at_snapshots)
+    assert RoiSnapshot.objects.get(date=AS_OF, bucket=bucket).margin == before
+    assert CustomerMetrics.objects.get(customer=a).margin_lifetime == Decimal("150.00")
+    failed = JobRun.objects.order_by("-started_at").first()
+    assert failed.status == "failed" and "disk full" in failed.error
+    assert failed.finished_at is not None
+    # The next run succeeds and picks up the order.
+    roi_recalculate(as_of=AS_OF)
+    assert RoiSnapshot.objects.get(date=AS_OF, bucket=bucket).margin == before + 1000
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["2026-13-01", "yesterday", "2999-01-01"])
+def test_future_or_malformed_dates_are_refused(value):
+    with pytest.raises(ValidationError) as info:
+        roi_recalculate(as_of=value)
+    assert value in str(info.value)
+    assert not JobRun.objects.exists()
+    with pytest.raises(ValidationError, match="future"):
+        roi_recalculate(as_of=timezone.localdate() + dt.timedelta(days=1))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_never_overlap():
+    assert connection.vendor == "postgresql"
+    CustomerFactory.create_batch(3)
+    holding, release = threading.Event(), threading.Event()
+    outcome = {}
+
+    def hold(step):
+        if step == "memberships":
+            holding.set()
+            release.wait(timeout=20)
+
+    def first_run():
+        try:
+            outcome["first"] = roi_recalculate(as_of=AS_OF, progress=hold)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=first_run)
+    worker.start()
+    try:
+        assert holding.wait(timeout=20)
+        refused = roi_recalculate(as_of=AS_OF)
+    finally:
+        release.set()
+        worker.join(timeout=30)
+    assert refused.status == "failed" and "in progress" in refused.error
+    assert outcome["first"].status == "succeeded"
+    assert RoiSnapshot.objects.filter(date=AS_OF).count() == 1
+    # With the lock free again, a run starts normally.
+    assert roi_recalculate(as_of=AS_OF).status == "succeeded"
+
+
+@pytest.mark.django_db
+def test_a_dead_running_row_does_not_block_forever():
+    JobRun.objects.create(as_of=AS_OF, mode="full", status="running")
+    run = roi_recalculate(as_of=AS_OF)
+    assert run.status == "succeeded"
+    assert JobRun.objects.filter(status="failed", error__icontains="interrupted").count() == 1
+
+
+def _state(as_of):
+    metrics = list(
+        CustomerMetrics.objects.order_by("customer_id").values(
+            *[f.attname for f in CustomerMetrics._meta.concrete_fields if f.name != "refreshed_at"]
+        )
+    )
+    snaps = list(
+        RoiSnapshot.objects.filter(date=as_of)
+        .order_by("bucket_id")
+        .values(
+            *[
+                f.attname
+                for f in RoiSnapshot._meta.concrete_fields
+                if f.name not in ("id", "job_run")
+            ]
+        )
+    )
+    return metrics, snaps
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("seed", [1, 2])
+def test_incremental_equals_full(seed):
+    rnd = random.Random(seed)
+    Bucket.objects.create(name="Big", priority=1, rules=BIG_RULES)
+    Bucket.objects.create(
+        name="Quiet",
+        priority=2,
+        rules={
+            "op": "and",
+            "conditions": [{"field": "status", "operator": "!=", "value": "active"}],
+        },
+    )
+    staff = [SupportUserFactory(), SupportUserFactory(hourly_cost=Decimal("75"))]
+    customers = CustomerFactory.create_batch(25)
+    start = dt.date(2025, 1, 1)
+
+    def random_activity(n, until):
+        span = (until - start).days
+        for _ in range(n):
+            cust = rnd.choice(customers)
+            day = start + dt.timedelta(days=rnd.randrange(span + 1))
+            if rnd.random() < 0.6:
+                order(cust, day.isoformat(), str(rnd.randrange(0, 200)))
+            else:
+                InteractionFactory(
+                    customer=cust,
+                    staff=rnd.choice(staff),
+                    minutes=rnd.randrange(1, 90),
+                    occurred_at=at(day.isoformat()),
+                )
+
+    d1, d2 = dt.date(2026, 3, 1), dt.date(2026, 4, 15)
+    random_activity(120, d2)  # some of it lies after d1 and enters the window later
+    roi_recalculate(as_of=d1)
+    random_activity(40, d2)
+    customers += CustomerFactory.create_batch(3)
+    changed = rnd.choice(customers)
+    changed.cancelled_at = at("2026-03-10")
+    changed.save()
+    SocialProfileFactory(customer=rnd.choice(customers), followers=5000)
+    incremental = roi_recalculate(as_of=d2)
+    assert incremental.mode == "incremental"
+    assert incremental.counts["customers_refreshed"] < len(customers)
+    after_incremental = _state(d2)
+    full = roi_recalculate(as_of=d2, full=True)
+    assert full.mode == "full"
+    assert _state(d2) == after_incremental
