@@ -104,6 +104,14 @@ def _validate_interview(interview: ChurnInterview, secondary: list[ReasonCode]) 
     interview.full_clean()
 
 
+def _fresh(primary: ReasonCode, secondary: Iterable[ReasonCode]):
+    """Re-read the reason codes, so that the wording copied and the active flag checked are the
+    database's current ones, not those of a possibly stale instance."""
+    secondary_ids = list(dict.fromkeys(r.pk for r in secondary))
+    rows = ReasonCode.objects.in_bulk([primary.pk, *secondary_ids])
+    return rows[primary.pk], [rows[pk] for pk in secondary_ids]
+
+
 def _snapshot_primary(interview: ChurnInterview, reason: ReasonCode) -> None:
     interview.primary_reason = reason
     interview.primary_reason_label_en = reason.label_en
@@ -172,7 +180,7 @@ def churn_interview_record(
         raise ValidationError(
             _("%(customer)s has neither churned nor been cancelled.") % {"customer": customer}
         )
-    secondary = list(dict.fromkeys(secondary_reasons))
+    primary_reason, secondary = _fresh(primary_reason, secondary_reasons)
     for field, reasons in (("primary_reason", [primary_reason]), ("secondary_reasons", secondary)):
         for reason in reasons:
             if not reason.is_active:
@@ -239,9 +247,11 @@ def churn_interview_update(
     Atomic; raises ValidationError keyed by field, and then nothing is saved.
     """
     interview = (
-        ChurnInterview.objects.select_for_update().select_related("follow_up").get(pk=interview.pk)
+        ChurnInterview.objects.select_for_update(of=("self",))
+        .select_related("follow_up")
+        .get(pk=interview.pk)
     )
-    secondary = list(dict.fromkeys(secondary_reasons))
+    primary_reason, secondary = _fresh(primary_reason, secondary_reasons)
     if primary_reason.pk != interview.primary_reason_id:
         if not primary_reason.is_active:
             raise _inactive_error("primary_reason", primary_reason)
