@@ -168,12 +168,17 @@ def high_value_accounts(*, unassigned_only: bool = False, owner=None) -> QuerySe
     cut is deterministic. Filters (unassigned, owner) apply after ranking, so they narrow the
     top decile rather than re-rank within the filtered set.
     """
-    ranked = customers_with_contribution(Customer.objects.select_related("owner")).annotate(
+    ranked = customers_with_contribution().annotate(
         decile=Window(
             expression=Ntile(10), order_by=[F("contribution_total").desc(), F("id").asc()]
         )
     )
-    qs = ranked.filter(decile=1)
+    # Rank everyone first, in a subquery: a plain .filter() next to the window filter would
+    # be applied before the window and re-rank the filtered set.
+    top_ids = ranked.filter(decile=1).values("pk")
+    qs = customers_with_contribution(
+        Customer.objects.select_related("owner").filter(pk__in=Subquery(top_ids))
+    )
     if unassigned_only:
         qs = qs.filter(owner__isnull=True)
     elif owner is not None:
