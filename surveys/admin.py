@@ -1,6 +1,69 @@
 """Django admin for surveys. Survey models' admins go above; churn interviews' below."""
 
-from django.contrib import admin  # noqa: F401
+from django.contrib import admin
+
+from .models import Campaign, Invitation, Question, Response, Survey
+
+
+class QuestionInline(admin.TabularInline):
+    model = Question
+    extra = 0
+    fields = (
+        "order",
+        "kind",
+        "text_en",
+        "text_ko",
+        "required",
+        "options",
+        "scale_min",
+        "scale_max",
+    )
+
+
+@admin.register(Survey)
+class SurveyAdmin(admin.ModelAdmin):
+    list_display = ("title_en", "title_ko", "created_at")
+    search_fields = ("title_en", "title_ko")
+    inlines = [QuestionInline]
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ("name", "survey", "audience_kind", "invited_count", "queued_at", "expires_at")
+    list_select_related = ("survey",)
+    raw_id_fields = ("audience_customer", "created_by")
+    readonly_fields = ("invited_count", "skipped_opt_out", "skipped_no_email", "queued_at")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Read-only: tokens exist only in the emails; the hashes here cannot be turned into links."""
+
+    list_display = ("id", "campaign", "customer", "sent_at", "opened_at", "reminded_at")
+    list_select_related = ("campaign", "customer")
+    raw_id_fields = ("campaign", "customer")
+    exclude = ("token_hash", "reminder_token_hash")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Response)
+class ResponseAdmin(admin.ModelAdmin):
+    list_display = ("id", "survey", "campaign", "customer", "finished_at", "unhappy", "recovered")
+    list_select_related = ("survey", "campaign", "customer")
+    list_filter = ("unhappy", "recovered")
+    raw_id_fields = ("invitation", "campaign", "survey", "customer")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
 
 # --- Churn interviews ---
 # isort: split

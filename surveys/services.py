@@ -1,0 +1,506 @@
+"""Writes for surveys: the builder, campaigns and their emails, responses and close-the-loop.
+
+Every function is keyword-only and says what it guarantees. Validation errors are
+django.core.exceptions.ValidationError with a message naming the field and the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core import mail
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from crm.models import Customer, FollowUp, FollowUpSource
+
+from . import scores, selectors, tokens
+from .models import (
+    CHOICE_KINDS,
+    Answer,
+    Campaign,
+    Invitation,
+    Question,
+    QuestionKind,
+    Response,
+    ResponseDraft,
+    Survey,
+)
+from .workdays import add_working_days
+
+logger = logging.getLogger(__name__)
+
+SEND_BATCH_SIZE = 500
+DEFAULT_EXPIRY_DAYS = 30
+FOLLOW_UP_WORKING_DAYS = 2
+
+
+class AlreadyAnswered(Exception):
+    """The invitation already has its finished response."""
+
+
+class LinkExpired(Exception):
+    """The campaign's links have expired."""
+
+
+# --- Builder -------------------------------------------------------------------------------
+
+
+def survey_create(
+    *, title_en: str, title_ko: str = "", intro_en: str = "", intro_ko: str = "", created_by
+) -> Survey:
+    """Create an empty survey. Raises ValidationError on bad input."""
+    survey = Survey(
+        title_en=title_en.strip(),
+        title_ko=title_ko.strip(),
+        intro_en=intro_en.strip(),
+        intro_ko=intro_ko.strip(),
+        created_by=created_by,
+    )
+    survey.full_clean()
+    survey.save()
+    return survey
+
+
+def survey_update(
+    *, survey: Survey, title_en: str, title_ko: str = "", intro_en: str = "", intro_ko: str = ""
+) -> Survey:
+    """Change a survey's texts. Raises ValidationError on bad input."""
+    survey.title_en, survey.title_ko = title_en.strip(), title_ko.strip()
+    survey.intro_en, survey.intro_ko = intro_en.strip(), intro_ko.strip()
+    survey.full_clean()
+    survey.save(update_fields=["title_en", "title_ko", "intro_en", "intro_ko", "updated_at"])
+    return survey
+
+
+def parse_options(text: str) -> list[dict[str, str]]:
+    """Options typed one per line as "value | English label | Korean label" (labels optional).
+    Raises ValidationError naming the line at fault."""
+    options: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) > 3 or not parts[0]:
+            raise ValidationError(
+                {"options": _("Line %(n)d: write value | English | Korean.") % {"n": number}}
+            )
+        value = parts[0][:50]
+        if value in seen:
+            raise ValidationError(
+                {
+                    "options": _("Line %(n)d: the value %(v)s is used twice.")
+                    % {"n": number, "v": value}
+                }
+            )
+        seen.add(value)
+        en = parts[1] if len(parts) > 1 and parts[1] else value
+        ko = parts[2] if len(parts) > 2 else ""
+        options.append({"value": value, "en": en[:200], "ko": ko[:200]})
+    return options
+
+
+@transaction.atomic
+def question_add(
+    *,
+    survey: Survey,
+    kind: str,
+    text_en: str,
+    text_ko: str = "",
+    required: bool = True,
+    options: list[dict[str, str]] | None = None,
+    scale_min: int | None = None,
+    scale_max: int | None = None,
+) -> Question:
+    """Append a question at the end of the survey (atomic; the survey row is locked so two
+    managers adding at once get consecutive positions). Raises ValidationError."""
+    options = options or []
+    if kind in CHOICE_KINDS and len(options) < 2:
+        raise ValidationError({"options": _("A choice question needs at least two options.")})
+    if kind not in CHOICE_KINDS:
+        options = []
+    if kind == QuestionKind.RATING:
+        if scale_min is None or scale_max is None:
+            raise ValidationError({"scale_min": _("A rating question needs a scale, e.g. 1 to 5.")})
+        if not (-100 <= scale_min < scale_max <= 100) or scale_max - scale_min > 20:
+            raise ValidationError(
+                {"scale_max": _("The scale must go up, span at most 20 steps, within -100..100.")}
+            )
+    else:
+        scale_min = scale_max = None
+    Survey.objects.select_for_update().filter(pk=survey.pk).first()
+    last = survey.questions.order_by("-order").values_list("order", flat=True).first() or 0
+    question = Question(
+        survey=survey,
+        order=last + 1,
+        kind=kind,
+        text_en=text_en.strip(),
+        text_ko=text_ko.strip(),
+        required=required,
+        options=options,
+        scale_min=scale_min,
+        scale_max=scale_max,
+    )
+    question.full_clean()
+    question.save()
+    return question
+
+
+def question_remove(*, question: Question) -> None:
+    """Delete a question that has no answers yet. Raises ValidationError otherwise (answers
+    already given would lose their meaning)."""
+    if question.answers.exists():
+        raise ValidationError(_("This question already has answers and cannot be removed."))
+    question.delete()
+
+
+# --- Campaigns -----------------------------------------------------------------------------
+
+
+def campaign_create(
+    *,
+    survey: Survey,
+    name: str,
+    audience_kind: str,
+    audience_query: str = "",
+    audience_customer: Customer | None = None,
+    audience_bucket_id: int | None = None,
+    expires_at: dt.datetime | None = None,
+    coupon_code: str = "",
+    reminder_after_days: int | None = 7,
+    created_by,
+) -> Campaign:
+    """Create a campaign (nothing is sent yet). Raises ValidationError when the survey has no
+    questions, the audience is malformed or empty, or the expiry is in the past."""
+    if not survey.questions.exists():
+        raise ValidationError({"survey": _("This survey has no questions yet.")})
+    now = timezone.now()
+    expires_at = expires_at or now + dt.timedelta(days=DEFAULT_EXPIRY_DAYS)
+    if expires_at <= now:
+        raise ValidationError({"expires_at": _("The expiry must be in the future.")})
+    campaign = Campaign(
+        survey=survey,
+        name=name.strip(),
+        audience_kind=audience_kind,
+        audience_query=audience_query.strip().lstrip("?") if audience_kind == "filter" else "",
+        audience_customer=audience_customer if audience_kind == "customer" else None,
+        audience_bucket_id=audience_bucket_id if audience_kind == "bucket" else None,
+        expires_at=expires_at,
+        coupon_code=coupon_code.strip(),
+        reminder_after_days=reminder_after_days,
+        created_by=created_by,
+    )
+    campaign.full_clean()
+    audience = selectors.campaign_audience(campaign=campaign)  # raises on a malformed filter
+    if not audience.exists():
+        raise ValidationError({"audience_kind": _("The audience is empty: nobody matches it.")})
+    campaign.save()
+    return campaign
+
+
+@dataclass
+class SendOutcome:
+    invited: int
+    already_invited: int
+    skipped_opt_out: int
+    skipped_no_email: int
+    queued: int
+
+
+def campaign_send(*, campaign: Campaign) -> SendOutcome:
+    """Invite the campaign's audience and queue the emails.
+
+    Set-based: one INSERT ... SELECT creates the invitations (ON CONFLICT DO NOTHING on
+    (campaign, customer), so sending again never invites anyone twice); the emails go out in
+    Celery tasks of SEND_BATCH_SIZE invitation ids dispatched after commit, and each email is
+    claimed with UPDATE ... WHERE sent_at IS NULL, so no one is emailed twice. Customers who
+    opted out or have no email are skipped and counted. Raises ValidationError when the
+    campaign expired or nobody in the audience can be emailed.
+    """
+    from .tasks import invitations_send_task
+
+    if campaign.is_expired:
+        raise ValidationError({"expires_at": _("This campaign has expired.")})
+    audience = selectors.campaign_audience(campaign=campaign)
+    counts = selectors.audience_counts(audience)
+    if counts["eligible"] == 0:
+        raise ValidationError(
+            {"audience_kind": _("Nobody in this audience can be emailed (no email or opted out).")}
+        )
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        eligible_sql, params = (
+            selectors.eligible(audience).order_by().values("id").query.sql_with_params()
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {Invitation._meta.db_table} (campaign_id, customer_id, created_at) "  # noqa: S608
+                f"SELECT %s, sub.id, %s FROM ({eligible_sql}) sub "
+                "ON CONFLICT (campaign_id, customer_id) DO NOTHING",
+                [locked.pk, timezone.now(), *params],
+            )
+            invited = cursor.rowcount
+        pending = list(
+            Invitation.objects.filter(campaign=locked, sent_at__isnull=True)
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        locked.invited_count = Invitation.objects.filter(campaign=locked).count()
+        locked.skipped_opt_out = counts["opt_out"]
+        locked.skipped_no_email = counts["no_email"]
+        locked.queued_at = timezone.now()
+        locked.save(
+            update_fields=["invited_count", "skipped_opt_out", "skipped_no_email", "queued_at"]
+        )
+        for start in range(0, len(pending), SEND_BATCH_SIZE):
+            chunk = pending[start : start + SEND_BATCH_SIZE]
+            transaction.on_commit(
+                lambda chunk=chunk: invitations_send_task.delay(invitation_ids=chunk)
+            )
+    campaign.refresh_from_db()
+    return SendOutcome(
+        invited=invited,
+        already_invited=counts["eligible"] - invited,
+        skipped_opt_out=counts["opt_out"],
+        skipped_no_email=counts["no_email"],
+        queued=len(pending),
+    )
+
+
+def campaign_remind(*, campaign: Campaign, now: dt.datetime | None = None) -> int:
+    """Queue the one reminder to non-responders whose first email is older than the
+    campaign's reminder delay. Idempotent: each invitation is claimed once (reminded_at).
+    Returns how many reminders were queued."""
+    from .tasks import invitations_send_task
+
+    due = list(selectors.reminders_due(campaign=campaign, now=now).values_list("id", flat=True))
+    for start in range(0, len(due), SEND_BATCH_SIZE):
+        chunk = due[start : start + SEND_BATCH_SIZE]
+        transaction.on_commit(
+            lambda chunk=chunk: invitations_send_task.delay(invitation_ids=chunk, reminder=True)
+        )
+    return len(due)
+
+
+def reminders_send_due(*, now: dt.datetime | None = None) -> int:
+    """Queue due reminders of every live campaign that has them switched on (periodic task)."""
+    now = now or timezone.now()
+    total = 0
+    for campaign in Campaign.objects.filter(
+        reminder_after_days__isnull=False, expires_at__gt=now, queued_at__isnull=False
+    ):
+        total += campaign_remind(campaign=campaign, now=now)
+    return total
+
+
+def _claim(invitation_id: int, *, reminder: bool) -> str | None:
+    """Claim one invitation for sending with a conditional UPDATE and mint its link token.
+    Returns the token, or None when it was already sent, expired or can no longer be emailed."""
+    token, digest = tokens.token_pair()
+    now = timezone.now()
+    base = Invitation.objects.filter(
+        pk=invitation_id,
+        campaign__expires_at__gt=now,
+        customer__email_opt_out=False,
+    ).exclude(customer__email="")
+    if reminder:
+        claimed = (
+            base.filter(sent_at__isnull=False, reminded_at__isnull=True)
+            .exclude(Exists(Response.objects.filter(invitation=OuterRef("pk"))))
+            .update(reminded_at=now, reminder_token_hash=digest)
+        )
+    else:
+        claimed = base.filter(sent_at__isnull=True).update(sent_at=now, token_hash=digest)
+    return token if claimed else None
+
+
+def _unclaim(invitation_id: int, *, reminder: bool) -> None:
+    if reminder:
+        Invitation.objects.filter(pk=invitation_id).update(
+            reminded_at=None, reminder_token_hash=None
+        )
+    else:
+        Invitation.objects.filter(pk=invitation_id).update(sent_at=None, token_hash=None)
+
+
+def invitations_send(*, invitation_ids: list[int], reminder: bool = False) -> int:
+    """Email these invitations (or their reminders). Idempotent: every invitation is claimed
+    atomically before its email goes out, so retries and duplicate tasks never email anyone
+    twice; a failed email gives its claim back and the error is raised after the batch so that
+    the task can retry. Returns the number of emails sent."""
+    claimed: dict[int, str] = {}
+    for invitation_id in invitation_ids:
+        token = _claim(invitation_id, reminder=reminder)
+        if token:
+            claimed[invitation_id] = token
+    if not claimed:
+        return 0
+    invitations = Invitation.objects.filter(pk__in=claimed).select_related(
+        "customer__owner", "campaign__survey"
+    )
+    sent = 0
+    failure: Exception | None = None
+    with mail.get_connection() as conn:
+        for invitation in invitations:
+            message = _email(invitation, claimed[invitation.pk], reminder=reminder)
+            try:
+                conn.send_messages([message])
+                sent += 1
+            except Exception as exc:  # noqa: BLE001 - any transport error: give the claim back
+                logger.warning("survey email %s failed: %s", invitation.pk, exc)
+                _unclaim(invitation.pk, reminder=reminder)
+                failure = exc
+    if failure:
+        raise failure
+    return sent
+
+
+def _email(invitation: Invitation, token: str, *, reminder: bool) -> mail.EmailMultiAlternatives:
+    customer = invitation.customer
+    campaign = invitation.campaign
+    language = customer.preferred_language or settings.LANGUAGE_CODE
+    with translation.override(language):
+        context = {
+            "customer": customer,
+            "first_name": customer.first_name,
+            "survey": campaign.survey,
+            "campaign": campaign,
+            "owner": customer.owner,
+            "link": settings.SITE_URL + reverse("surveys:public_open", args=[token]),
+            "reminder": reminder,
+            "expires_on": timezone.localdate(campaign.expires_at),
+        }
+        subject = render_to_string("surveys/email/invitation_subject.txt", context).strip()
+        text = render_to_string("surveys/email/invitation.txt", context)
+        html = render_to_string("surveys/email/invitation.html", context)
+    from_email = settings.DEFAULT_FROM_EMAIL
+    reply_to = [customer.owner.email] if customer.owner and customer.owner.email else None
+    message = mail.EmailMultiAlternatives(
+        subject=subject, body=text, from_email=from_email, to=[customer.email], reply_to=reply_to
+    )
+    message.attach_alternative(html, "text/html")
+    return message
+
+
+# --- Responses -----------------------------------------------------------------------------
+
+
+def invitation_mark_opened(*, invitation: Invitation) -> None:
+    """Record the first opening (GET). Never spends the link."""
+    if invitation.opened_at is None:
+        Invitation.objects.filter(pk=invitation.pk, opened_at__isnull=True).update(
+            opened_at=timezone.now()
+        )
+
+
+def _check_open(invitation: Invitation) -> None:
+    if invitation.campaign.expires_at <= timezone.now():
+        raise LinkExpired
+
+
+def response_draft_save(*, invitation: Invitation, values: dict[int, object]) -> None:
+    """Keep a partial set of already validated answers so the customer can resume.
+    Raises LinkExpired or AlreadyAnswered."""
+    _check_open(invitation)
+    if Response.objects.filter(invitation=invitation).exists():
+        raise AlreadyAnswered
+    ResponseDraft.objects.update_or_create(
+        invitation=invitation,
+        defaults={"data": {str(k): v for k, v in values.items()}, "updated_at": timezone.now()},
+    )
+
+
+@transaction.atomic
+def response_submit(
+    *, invitation: Invitation, questions: list[Question], values: dict[int, object], language: str
+) -> Response:
+    """Store the finished response with its answers, spending the link.
+
+    Atomic. One finished response per invitation is enforced by the database: the losing
+    insert of two concurrent submits gets IntegrityError, raised here as AlreadyAnswered.
+    An NPS answer 0-6 or CSAT answer 1-2 opens a follow-up for the account owner (or the
+    unassigned queue), due in two working days. When the customer's previous response was
+    unhappy, `recovered` says whether this one is not. Raises LinkExpired, AlreadyAnswered.
+    `values` must come from answers.answers_parse(require_all=True).
+    """
+    _check_open(invitation)
+    by_id = {q.id: q for q in questions}
+    unhappy_answers = [
+        (by_id[qid], value)
+        for qid, value in values.items()
+        if scores.is_unhappy(by_id[qid].kind, value if isinstance(value, int) else None)
+    ]
+    customer = invitation.customer
+    previous_unhappy = (
+        Response.objects.filter(customer_id=customer.pk)
+        .order_by("-finished_at", "-id")
+        .values_list("unhappy", flat=True)
+        .first()
+    )
+    try:
+        with transaction.atomic():
+            response = Response.objects.create(
+                invitation=invitation,
+                campaign_id=invitation.campaign_id,
+                survey_id=invitation.campaign.survey_id,
+                customer_id=customer.pk,
+                language=language[:8],
+                unhappy=bool(unhappy_answers),
+                recovered=(not unhappy_answers) if previous_unhappy else None,
+            )
+    except IntegrityError:
+        raise AlreadyAnswered
+    Answer.objects.bulk_create(
+        [_answer(response, by_id[qid], value) for qid, value in values.items()]
+    )
+    ResponseDraft.objects.filter(invitation=invitation).delete()
+    if unhappy_answers:
+        _follow_up_open(
+            response=response,
+            customer=customer,
+            unhappy=unhappy_answers,
+            values=values,
+            questions=questions,
+        )
+    return response
+
+
+def _answer(response: Response, question: Question, value) -> Answer:
+    answer = Answer(response=response, question=question, kind=question.kind)
+    if question.kind == QuestionKind.MULTIPLE:
+        answer.value_choices = list(value)
+    elif question.kind in (QuestionKind.TEXT, QuestionKind.SINGLE):
+        answer.value_text = str(value)
+    else:
+        answer.value_int = int(value)
+    return answer
+
+
+def _follow_up_open(*, response, customer, unhappy, values, questions) -> FollowUp:
+    parts = [f"{question.get_kind_display().split(' ')[0]} {value}" for question, value in unhappy]
+    comment = next(
+        (str(values[q.id]) for q in questions if q.kind == QuestionKind.TEXT and values.get(q.id)),
+        "",
+    )
+    reason = _("Unhappy survey answer: %(answers)s") % {"answers": ", ".join(parts)}
+    if comment:
+        reason = f"{reason}. “{comment}”"
+    if len(reason) > 255:
+        reason = reason[:254] + "…"
+    return FollowUp.objects.create(
+        customer_id=customer.pk,
+        assigned_to_id=customer.owner_id,
+        source=FollowUpSource.SURVEY,
+        source_ref=str(response.pk),
+        reason=reason,
+        due_on=add_working_days(timezone.localdate(), FOLLOW_UP_WORKING_DAYS),
+    )
