@@ -15,7 +15,7 @@ class ChurnQueueTable(tables.Table):
     name = tables.Column(
         verbose_name=_("Customer"), accessor="full_name", order_by=("last_name", "first_name", "id")
     )
-    status = tables.Column(verbose_name=_("Status"))
+    status = tables.Column(verbose_name=_("Status"), orderable=False)
     cancelled_at = tables.DateColumn(verbose_name=_("Cancelled"), format="Y-m-d")
     last_order_at = tables.DateColumn(verbose_name=_("Last order"), format="Y-m-d")
     lost_contribution = tables.Column(
