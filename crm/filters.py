@@ -5,7 +5,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .models import BuyerType, Channel, CustomerStatus
-from .selectors import staff_list
+from .selectors import customer_search, staff_list
 
 DECILES = [(i, str(i)) for i in range(1, 11)]
 
@@ -53,4 +53,4 @@ class CustomerFilter(django_filters.FilterSet):
     )
 
     def filter_search(self, queryset, name, value):
-        return queryset.search(value)
+        return customer_search(qs=queryset, text=value)

@@ -303,3 +303,26 @@ def test_owner_assign_refuses_non_staff(client_manager):
     response = client_manager.post(url(customer, "owner/"), {"owner": outsider.pk})
     assert response.status_code == 400
     assert Customer.objects.get(pk=customer.pk).owner is None
+
+
+def test_influence_sql_matches_python_at_every_rounding_boundary():
+    # 2 x log10(1 + n) crosses k + 0.5 between these follower counts.
+    counts = []
+    for k in range(10):
+        edge = 10 ** ((k + 0.5) / 2) - 1
+        counts += [max(int(edge), 0), int(edge) + 1]
+    customers = [CustomerFactory() for _ in counts]
+    for customer, followers in zip(customers, counts, strict=True):
+        SocialProfileFactory(customer=customer, followers=followers)
+    assert services.influence_recompute() == len(customers)
+    got = dict(Customer.objects.values_list("pk", "influence_computed"))
+    for customer, followers in zip(customers, counts, strict=True):
+        assert got[customer.pk] == influence_score(followers), followers
+
+
+def test_influence_recompute_keeps_override_as_effective():
+    customer = CustomerFactory(influence_override=2)
+    SocialProfileFactory(customer=customer, followers=100_000)
+    services.influence_recompute(customer_ids=[customer.pk])
+    customer.refresh_from_db()
+    assert (customer.influence_computed, customer.influence) == (10, 2)

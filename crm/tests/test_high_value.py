@@ -176,3 +176,20 @@ def test_even_out_apply_with_non_staff_target_is_refused(client_manager):
     )
     assert response.status_code == 400
     assert Customer.objects.get(pk=customer.pk).owner is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"page": "abc"},
+        {"page": "0"},
+        {"page": "9999"},
+        {"sort": "bogus"},
+        {"per_page": "x"},
+        {"sort": "owner"},
+        {"unassigned": "maybe"},
+    ],
+)
+def test_high_value_garbage_params(client_manager, params):
+    _customer_with("10")
+    assert client_manager.get("/accounts/high-value/", params).status_code == 200
