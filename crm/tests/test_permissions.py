@@ -78,3 +78,20 @@ def test_user_without_any_role_gets_403(client, ids):
     client.force_login(UserFactory())
     assert client.get("/customers/").status_code == 403
     assert client.get("/my/").status_code == 403
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/customers/99999999999999999999999/",
+        "/customers/0/",
+        "/my/follow-ups/99999999999999999999/done/",
+    ],
+)
+def test_out_of_range_ids_are_404(client_support, url):
+    assert client_support.get(url).status_code in (404, 405)
+    assert client_support.post(url, {"outcome": "x"}).status_code in (404, 405)
+
+
+def test_action_urls_refuse_get(client_support, ids):
+    assert client_support.get("/customers/{c}/effort/".format(**ids)).status_code == 405
