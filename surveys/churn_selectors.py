@@ -117,6 +117,11 @@ def churn_interview_list() -> QuerySet[ChurnInterview]:
     ).order_by("-interviewed_on", "-id")
 
 
+def churn_interviews_for_customer(*, customer_id: int) -> QuerySet[ChurnInterview]:
+    """For the customer page: the customer's churn interview(s), with interviewer and reason."""
+    return churn_interview_list().filter(customer_id=customer_id)
+
+
 def churn_interview_get(*, pk: int) -> ChurnInterview:
     """Raises ChurnInterview.DoesNotExist."""
     return (

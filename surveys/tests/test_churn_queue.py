@@ -118,3 +118,38 @@ def test_queue_is_constant_in_queries(client_support, django_assert_max_num_quer
         response = client_support.get(URL)
     assert response.status_code == 200
     assert len(_ids(response)) == 30
+
+
+@pytest.mark.parametrize("params", [{"page": "x"}, {"page": "999"}, {"sort": "bogus"}])
+def test_odd_paging_and_sorting_parameters_never_500(client_support, params):
+    churned()
+    response = client_support.get(URL, params)
+    assert response.status_code in (200, 404)
+
+
+@pytest.mark.parametrize("sort", ["name", "-last_order_at", "cancelled_at", "lost_contribution"])
+def test_sortable_columns_sort(client_support, sort):
+    a = churned(last_name="Aardvark")
+    metrics(a, "1")
+    b = churned(last_name="Zebra")
+    response = client_support.get(URL, {"sort": sort})
+    assert response.status_code == 200
+    assert set(_ids(response)) == {a.pk, b.pk}
+
+
+def test_ascending_lost_contribution_still_puts_unknown_last(client_support):
+    low = churned()
+    metrics(low, "1")
+    high = churned()
+    metrics(high, "99")
+    unknown = churned()
+    response = client_support.get(URL, {"sort": "lost_contribution"})
+    assert _ids(response) == [low.pk, high.pk, unknown.pk]
+
+
+def test_csv_export_with_a_bad_filter_has_only_the_header(client_support):
+    churned()
+    response = client_support.get(URL, {"owner": "999999", "export": "csv"})
+    assert response.status_code == 200
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert len(rows) == 1
