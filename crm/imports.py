@@ -34,7 +34,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -1087,6 +1087,9 @@ def _run(kind: str, work: Callable[[ImportReport], None]) -> ImportReport:
         pass
     except ImportFileError as exc:
         report.add_error(exc.line, "", exc.message)
+    except IntegrityError as exc:
+        # A database constraint caught what the checks above did not: report, never a 500.
+        report.add_error(0, "", _("The database refused the data: %(error)s") % {"error": exc})
     if not report.ok:
         report.created = report.updated = report.unchanged = report.customers_created = 0
     report.seconds = time.perf_counter() - start
