@@ -199,3 +199,27 @@ def memberships_refresh(*, as_of: date, customer_ids=None) -> dict:
         "left": left,
         "skipped": [b.pk for b in skipped],
     }
+
+
+def buckets_ensure(*, specs: list[dict], user=None) -> tuple[list[Bucket], int]:
+    """Create the buckets of `specs` (dicts of bucket_create's arguments) whose name does not
+    exist yet; existing ones are left untouched, so running it again changes nothing. A
+    wanted priority already taken by another bucket moves to the next free number. Atomic:
+    a bad spec (ValidationError) creates none. Returns (created buckets, existing count).
+    """
+    created: list[Bucket] = []
+    existing = 0
+    with transaction.atomic():
+        names = {n.lower() for n in Bucket.objects.values_list("name", flat=True)}
+        taken = set(Bucket.objects.values_list("priority", flat=True))
+        for spec in specs:
+            if spec["name"].lower() in names:
+                existing += 1
+                continue
+            priority = spec["priority"]
+            while priority in taken:
+                priority += 1
+            taken.add(priority)
+            names.add(spec["name"].lower())
+            created.append(bucket_create(**{**spec, "priority": priority}, user=user))
+    return created, existing

@@ -295,3 +295,10 @@ def test_members_csv_export_streams_and_neutralises_formulas(client_manager, buc
 def test_invalid_member_filter_is_not_a_500(client_manager, bucket):
     response = client_manager.get(f"/segments/{bucket.pk}/?decile=abc")
     assert response.status_code == 200
+
+
+def test_admin_lists_buckets_read_only(client_admin, bucket):
+    response = client_admin.get("/admin/segments/bucket/")
+    assert response.status_code == 200
+    assert "High effort" in response.content.decode()
+    assert client_admin.get("/admin/segments/bucket/add/").status_code == 403

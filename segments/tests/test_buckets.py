@@ -110,3 +110,21 @@ def test_bucket_list_counts_members():
     memberships_refresh(as_of=dt.date(2026, 1, 1))
     assert selectors.bucket_list().get(pk=bucket.pk).member_count == 2
     assert selectors.unsegmented_count() == 1
+
+
+def test_create_demo_buckets_is_idempotent_and_valid():
+    from django.core.management import call_command
+
+    BucketFactory(name="Taken", priority=1)
+    call_command("create_demo_buckets", verbosity=0)
+    count = Bucket.objects.count()
+    assert count == 21
+    assert Bucket.objects.get(name="Whales").priority == 2  # 1 was taken: next free number
+    call_command("create_demo_buckets", verbosity=0)
+    assert Bucket.objects.count() == count
+    assert BucketVersion.objects.filter(bucket__name="Whales").count() == 1
+    import datetime as dt
+
+    from segments.services import memberships_refresh
+
+    assert "counts" in memberships_refresh(as_of=dt.date(2026, 1, 1))
