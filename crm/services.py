@@ -40,6 +40,7 @@ from .models import (
     User,
 )
 from .scores import INFLUENCE_MAX, INFLUENCE_MIN
+from .selectors import staff_list
 
 
 def _lock(customer: Customer) -> Customer:
@@ -47,8 +48,6 @@ def _lock(customer: Customer) -> Customer:
 
 
 def _check_staff(user: User | None, field: str) -> None:
-    from .selectors import staff_list
-
     if user is not None and not staff_list().filter(pk=user.pk).exists():
         raise ValidationError(
             {field: _("%(user)s is not an active staff member.") % {"user": user}}
