@@ -109,6 +109,10 @@ def _fresh(primary: ReasonCode, secondary: Iterable[ReasonCode]):
     database's current ones, not those of a possibly stale instance."""
     secondary_ids = list(dict.fromkeys(r.pk for r in secondary))
     rows = ReasonCode.objects.in_bulk([primary.pk, *secondary_ids])
+    if primary.pk not in rows:
+        raise ValidationError({"primary_reason": _("This reason code no longer exists.")})
+    if any(pk not in rows for pk in secondary_ids):
+        raise ValidationError({"secondary_reasons": _("A reason code no longer exists.")})
     return rows[primary.pk], [rows[pk] for pk in secondary_ids]
 
 
@@ -124,11 +128,14 @@ def _inactive_error(field: str, reason: ReasonCode) -> ValidationError:
     )
 
 
-def _sync_follow_up(*, interview: ChurnInterview) -> None:
-    """Create the interviewer's follow-up for the follow-up date, or move the open one."""
+def _sync_follow_up(*, interview: ChurnInterview, previous_date: date | None = None) -> None:
+    """Create the interviewer's follow-up for the follow-up date, or move the open one when the
+    date changed (an unchanged date leaves the follow-up, perhaps reassigned since, alone)."""
     if interview.follow_up_on is None:
         return
     follow_up = interview.follow_up
+    if follow_up is not None and interview.follow_up_on == previous_date:
+        return
     if follow_up is not None and follow_up.status == FollowUpStatus.OPEN:
         follow_up.due_on = interview.follow_up_on
         follow_up.assigned_to = interview.interviewer
@@ -273,6 +280,7 @@ def churn_interview_update(
         "winback_outcome": winback_outcome,
         "follow_up_on": follow_up_on,
     }
+    previous_date = interview.follow_up_on
     for name in _UPDATABLE_FIELDS:
         setattr(interview, name, values[name])
     _validate_interview(interview, secondary)
@@ -286,5 +294,5 @@ def churn_interview_update(
         for r in secondary
         if r.pk not in kept
     )
-    _sync_follow_up(interview=interview)
+    _sync_follow_up(interview=interview, previous_date=previous_date)
     return interview

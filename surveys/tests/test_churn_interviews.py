@@ -314,3 +314,35 @@ def test_interview_list_is_constant_in_queries(
         response = client_support.get("/churn/interviews/")
     assert response.status_code == 200
     assert len(response.context["table"].page.object_list) == 20
+
+
+def test_saving_with_unchanged_follow_up_date_leaves_a_reassigned_follow_up_alone(
+    client_support, support_user
+):
+    customer = churned()
+    due = timezone.localdate() + dt.timedelta(days=2)
+    interview = _record(customer, support_user, reason(), follow_up_on=due)
+    other = SupportUserFactory(username="other")
+    FollowUp.objects.filter(customer=customer).update(assigned_to=other)
+
+    response = client_support.post(
+        f"/churn/interviews/{interview.pk}/edit/",
+        _post_data(interview.primary_reason, interviewer=support_user.pk, follow_up_on=due),
+    )
+
+    assert response.status_code == 302
+    follow_up = FollowUp.objects.get(customer=customer)
+    assert follow_up.assigned_to == other
+    assert follow_up.due_on == due
+
+
+def test_clearing_the_follow_up_date_keeps_the_follow_up(client_support, support_user):
+    customer = churned()
+    due = timezone.localdate() + dt.timedelta(days=2)
+    interview = _record(customer, support_user, reason(), follow_up_on=due)
+    response = client_support.post(
+        f"/churn/interviews/{interview.pk}/edit/",
+        _post_data(interview.primary_reason, interviewer=support_user.pk, follow_up_on=""),
+    )
+    assert response.status_code == 302
+    assert FollowUp.objects.filter(customer=customer, status="open").count() == 1
