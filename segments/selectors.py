@@ -306,3 +306,299 @@ def bucket_history(*, bucket: Bucket) -> list[VersionChange]:
         out.append(VersionChange(version=current, changes=changes, rule_diff=rule_diff))
         previous = current
     return list(reversed(out))
+
+
+# --- ROI (engineer C2): snapshots, trend, whale curve, negative customers, cohorts, queue ---
+
+import datetime as dt  # noqa: E402
+from collections import defaultdict  # noqa: E402
+
+from django.conf import settings  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.db.models import DecimalField  # noqa: E402
+from django.utils.translation import gettext_lazy  # noqa: E402
+
+from crm.models import CustomerMetrics, FollowUp, Interaction, Order, User  # noqa: E402
+
+from .models import JobRun, RoiSnapshot  # noqa: E402
+
+ROI_TREND_SNAPSHOTS = 90
+WHALE_POINTS = 100
+COHORT_MONTHS = 24
+
+
+def latest_job_run() -> JobRun | None:
+    return JobRun.objects.order_by("-started_at", "-id").first()
+
+
+def job_running() -> bool:
+    return JobRun.objects.filter(status=JobRun.Status.RUNNING).exists()
+
+
+def latest_snapshot_date() -> date | None:
+    return RoiSnapshot.objects.order_by("-date").values_list("date", flat=True).first()
+
+
+def roi_snapshots(*, on: date) -> QuerySet[RoiSnapshot]:
+    """The snapshot rows of one date, buckets by priority, Unsegmented last."""
+    return (
+        RoiSnapshot.objects.filter(date=on)
+        .select_related("bucket")
+        .order_by(F("bucket__priority").asc(nulls_last=True), "bucket_id")
+    )
+
+
+def roi_totals(rows) -> dict:
+    """Whole-business totals of already fetched snapshot rows (no query)."""
+    margin = sum((r.margin for r in rows), Decimal(0))
+    cost = sum((r.cost_to_serve for r in rows), Decimal(0))
+    return {
+        "customers": sum(r.customers for r in rows),
+        "revenue": sum((r.revenue for r in rows), Decimal(0)),
+        "margin": margin,
+        "cost_to_serve": cost,
+        "contribution": margin - cost,
+        "roi": ((margin - cost) / cost).quantize(Decimal("0.0001")) if cost else None,
+    }
+
+
+def roi_trend(*, limit: int = ROI_TREND_SNAPSHOTS) -> dict:
+    """ROI per bucket over the last `limit` snapshot dates, for a line chart: {"labels": [iso
+    dates], "datasets": [{"label", "colour", "data": [roi or None]}]}. Two queries."""
+    dates = list(
+        RoiSnapshot.objects.order_by("-date").values_list("date", flat=True).distinct()[:limit]
+    )
+    dates.reverse()
+    if not dates:
+        return {"labels": [], "datasets": []}
+    index = {d: n for n, d in enumerate(dates)}
+    series: dict = {}
+    rows = (
+        RoiSnapshot.objects.filter(date__gte=dates[0])
+        .select_related("bucket")
+        .order_by(F("bucket__priority").asc(nulls_last=True), "date")
+    )
+    for row in rows:
+        key = row.bucket_id
+        if key not in series:
+            series[key] = {
+                "label": row.bucket.name if row.bucket else gettext("Unsegmented"),
+                "colour": row.bucket.colour if row.bucket else "#9aa5b1",
+                "data": [None] * len(dates),
+            }
+        series[key]["data"][index[row.date]] = float(row.roi) if row.roi is not None else None
+    return {"labels": [d.isoformat() for d in dates], "datasets": list(series.values())}
+
+
+def whale_curve(*, points: int = WHALE_POINTS) -> list[dict]:
+    """Cumulative window contribution by customer rank (most valuable first), sampled in SQL to
+    about `points` points: [{"share": % of customers, "cumulative": money}]."""
+    table = CustomerMetrics._meta.db_table
+    sql = f"""
+SELECT rn, n, cum FROM (
+    SELECT ROW_NUMBER() OVER (ORDER BY contribution_window DESC, customer_id) AS rn,
+        COUNT(*) OVER () AS n,
+        SUM(contribution_window) OVER (
+            ORDER BY contribution_window DESC, customer_id ROWS UNBOUNDED PRECEDING) AS cum
+    FROM {table}
+) ranked
+WHERE rn = n OR rn - (rn / step) * step = 0
+ORDER BY rn
+"""  # noqa: S608
+    step = f"(CASE WHEN n < {int(points)} THEN 1 ELSE n / {int(points)} END)"
+    with connection.cursor() as cur:
+        cur.execute(sql.replace("step", step))
+        rows = cur.fetchall()
+    curve = [{"share": 0.0, "cumulative": 0.0}]
+    curve += [{"share": round(100 * rn / n, 2), "cumulative": float(cum)} for rn, n, cum in rows]
+    return curve
+
+
+def negative_contribution_customers() -> QuerySet[Customer]:
+    """Customers whose cost to serve exceeds their margin in the window, worst first."""
+    return (
+        Customer.objects.filter(metrics__cost_to_serve_window__gt=F("metrics__margin_window"))
+        .select_related("metrics", "owner", "current_membership__bucket")
+        .order_by("metrics__contribution_window", "pk")
+    )
+
+
+def _month_index(expr: str, *, timestamp: bool) -> str:
+    """SQL: year * 12 + month of a timestamp (local time) or date expression."""
+    if connection.vendor == "postgresql":
+        local = f"({expr} AT TIME ZONE %(tz)s)" if timestamp else expr
+        return f"(EXTRACT(YEAR FROM {local}) * 12 + EXTRACT(MONTH FROM {local}) - 1)::int"
+    return (
+        f"(CAST(strftime('%%Y', {expr}) AS INTEGER) * 12 "
+        f"+ CAST(strftime('%%m', {expr}) AS INTEGER) - 1)"
+    )
+
+
+def cohort_triangle(*, months: int = COHORT_MONTHS, today: date | None = None) -> dict:
+    """Acquisition-month cohorts (acquisition date, else first order) of the last `months`
+    months: customers, average CAC, cumulative contribution per customer by months since
+    acquisition (margin - cost to serve), and the first month it reaches the average CAC.
+
+    Aggregated in SQL to one row per (cohort, month offset); Python only reshapes those
+    few hundred cells. Returns {"offsets": [0..], "rows": [{"cohort", "customers", "cac",
+    "cells": [value or None], "recovered": month offset or None}]}.
+    """
+    today = today or timezone.localdate()
+    now_idx = today.year * 12 + today.month - 1
+    first_idx = now_idx - months + 1
+    customer, metrics = Customer._meta.db_table, CustomerMetrics._meta.db_table
+    order, interaction, user = Order._meta.db_table, Interaction._meta.db_table, User._meta.db_table
+    cohort_expr = (
+        f"COALESCE({_month_index('c.acquisition_date', timestamp=False)}, "
+        f"{_month_index('m.first_order_at', timestamp=True)})"
+    )
+    sql = f"""
+WITH cust AS (
+    SELECT c.id, {cohort_expr} AS cohort, c.acquisition_cost
+    FROM {customer} c LEFT JOIN {metrics} m ON m.customer_id = c.id
+), members AS (
+    SELECT id, cohort, acquisition_cost FROM cust
+    WHERE cohort >= %(first)s AND cohort <= %(now)s
+), sizes AS (
+    SELECT cohort, COUNT(*) AS customers, AVG(acquisition_cost) AS cac
+    FROM members GROUP BY cohort
+), events AS (
+    SELECT mb.cohort, {_month_index("o.placed_at", timestamp=True)} - mb.cohort AS k,
+        o.margin AS amount
+    FROM members mb JOIN {order} o ON o.customer_id = mb.id
+    UNION ALL
+    SELECT mb.cohort, {_month_index("i.occurred_at", timestamp=True)} - mb.cohort AS k,
+        -(i.minutes * COALESCE(u.hourly_cost, %(rate)s) / 60.0) AS amount
+    FROM members mb JOIN {interaction} i ON i.customer_id = mb.id
+    JOIN {user} u ON u.id = i.staff_id
+), cells AS (
+    SELECT cohort, k, SUM(amount) AS amount FROM events
+    WHERE k >= 0 AND cohort + k <= %(now)s GROUP BY cohort, k
+)
+SELECT s.cohort, s.customers, s.cac, c.k, c.amount
+FROM sizes s LEFT JOIN cells c ON c.cohort = s.cohort
+ORDER BY s.cohort, c.k
+"""  # noqa: S608
+    params = {
+        "first": first_idx,
+        "now": now_idx,
+        "tz": settings.TIME_ZONE,
+        "rate": settings.CRM_STAFF_COST_PER_HOUR,
+    }
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+        fetched = cur.fetchall()
+    meta: dict = {}
+    amounts: dict = defaultdict(dict)
+    for cohort, size, cac, k, amount in fetched:
+        meta[cohort] = (size, Decimal(cac).quantize(Decimal("0.01")) if cac is not None else None)
+        if k is not None:
+            amounts[cohort][int(k)] = Decimal(amount)
+    offsets = list(range(months))
+    rows = []
+    for cohort in sorted(meta, reverse=True):
+        size, cac = meta[cohort]
+        age = now_idx - cohort  # months elapsed: later cells are in the future
+        running, cells, recovered = Decimal(0), [], None
+        for k in offsets:
+            if k > age:
+                cells.append(None)
+                continue
+            running += amounts[cohort].get(k, Decimal(0))
+            per_customer = (running / size).quantize(Decimal("0.01"))
+            cells.append(per_customer)
+            if recovered is None and cac is not None and cac > 0 and per_customer >= cac:
+                recovered = k
+        rows.append(
+            {
+                "cohort": dt.date(cohort // 12, cohort % 12 + 1, 1),
+                "customers": size,
+                "cac": cac,
+                "cells": cells,
+                "recovered": recovered,
+            }
+        )
+    return {"offsets": offsets, "rows": rows}
+
+
+def roi_history(bucket: Bucket, *, limit: int = ROI_TREND_SNAPSHOTS) -> list[RoiSnapshot]:
+    """The bucket's last `limit` snapshots, oldest first (for a table and a line chart)."""
+    rows = list(RoiSnapshot.objects.filter(bucket=bucket).order_by("-date")[:limit])
+    rows.reverse()
+    return rows
+
+
+FOLLOW_UP_QUEUE_ORDER = gettext_lazy(
+    "Ordered so that staff serve first where it pays back most: the ROI of the customer's "
+    "bucket (latest snapshot, highest first), then value decile (1 = top 10 %), then influence "
+    "(highest first), then the oldest follow-up."
+)
+
+
+def follow_up_queue(user, *, include_unassigned: bool = False) -> QuerySet[FollowUp]:
+    """Open follow-ups of `user` (and the unassigned queue if asked), ordered by the ROI of the
+    customer's bucket in the latest snapshot (desc), value decile (asc), influence (desc), then
+    age (oldest first). Each row is annotated with bucket_roi, bucket_name, value_decile and
+    customer_influence for showing the reason (see follow_up_reason). Two queries to build
+    (the latest snapshot's ROI per bucket), then one for the list."""
+    scope = Q(assigned_to=user)
+    if include_unassigned:
+        scope |= Q(assigned_to__isnull=True)
+    latest = latest_snapshot_date()
+    roi_by_bucket = {}
+    if latest:
+        roi_by_bucket = dict(
+            RoiSnapshot.objects.filter(date=latest).values_list("bucket_id", "roi")
+        )
+    money = DecimalField(max_digits=14, decimal_places=4)
+    whens = [
+        When(customer__current_membership__bucket_id=bucket_id, then=Value(roi))
+        for bucket_id, roi in roi_by_bucket.items()
+        if bucket_id is not None and roi is not None
+    ]
+    unsegmented = roi_by_bucket.get(None)
+    if unsegmented is not None:
+        whens.append(
+            When(customer__current_membership__bucket_id__isnull=True, then=Value(unsegmented))
+        )
+    bucket_roi = (
+        Case(*whens, default=Value(None), output_field=money)
+        if whens
+        else Value(None, output_field=money)
+    )
+    return (
+        FollowUp.objects.open()
+        .filter(scope)
+        .select_related("customer", "assigned_to", "customer__current_membership__bucket")
+        .annotate(
+            bucket_roi=bucket_roi,
+            value_decile=F("customer__metrics__value_decile"),
+            customer_influence=F("customer__influence"),
+            bucket_name=F("customer__current_membership__bucket__name"),
+        )
+        .order_by(
+            F("bucket_roi").desc(nulls_last=True),
+            F("value_decile").asc(nulls_last=True),
+            F("customer_influence").desc(),
+            "created_at",
+            "id",
+        )
+    )
+
+
+def follow_up_reason(follow_up: FollowUp) -> str:
+    """Why a follow-up sits where it does in follow_up_queue (uses its annotations)."""
+    bucket = follow_up.bucket_name or gettext("Unsegmented")
+    roi = follow_up.bucket_roi
+    roi_text = f"{roi:.2f}" if roi is not None else "–"
+    decile = follow_up.value_decile if follow_up.value_decile is not None else "–"
+    return gettext(
+        "Bucket %(bucket)s (ROI %(roi)s), value decile %(decile)s, influence %(influence)s, "
+        "open since %(since)s"
+    ) % {
+        "bucket": bucket,
+        "roi": roi_text,
+        "decile": decile,
+        "influence": follow_up.customer_influence,
+        "since": follow_up.created_at.date().isoformat(),
+    }
