@@ -302,3 +302,21 @@ def test_admin_lists_buckets_read_only(client_admin, bucket):
     assert response.status_code == 200
     assert "High effort" in response.content.decode()
     assert client_admin.get("/admin/segments/bucket/add/").status_code == 403
+
+
+def test_customer_page_shows_bucket_and_history(client_support, bucket):
+    customer = CustomerFactory(service_effort=9)
+    memberships_refresh(as_of=dt.date(2026, 1, 1))
+    customer.service_effort = 1
+    customer.save(update_fields=["service_effort"])
+    memberships_refresh(as_of=dt.date(2026, 1, 2))
+    body = client_support.get(f"/customers/{customer.pk}/").content.decode()
+    assert 'id="customer-bucket"' in body
+    assert "No active bucket matched" in body
+    assert "2026-01-01 – 2026-01-02 · High effort" in body
+
+
+def test_customer_page_before_any_refresh(client_support):
+    customer = CustomerFactory()
+    body = client_support.get(f"/customers/{customer.pk}/").content.decode()
+    assert "Not evaluated yet" in body
