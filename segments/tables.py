@@ -7,18 +7,20 @@ from django.utils.translation import gettext_lazy as _
 
 from crm.models import Customer
 
+from . import rules as rules_mod
 from .models import Bucket
 
 
 class BucketTable(tables.Table):
     name = tables.Column(verbose_name=_("Name"))
     member_count = tables.Column(verbose_name=_("Members"))
+    rules_words = tables.Column(accessor="rules", verbose_name=_("Rules"))
     rules_version = tables.Column(accessor="version", verbose_name=_("Rules version"))
 
     class Meta:
         model = Bucket
         fields = ("priority", "name", "active")
-        sequence = ("priority", "name", "active", "member_count", "rules_version")
+        sequence = ("priority", "name", "active", "member_count", "rules_words", "rules_version")
         order_by = ("priority",)
         orderable = False
         empty_text = _("No buckets yet.")
@@ -30,6 +32,10 @@ class BucketTable(tables.Table):
             reverse("segments:bucket_detail", args=[record.pk]),
             value,
         )
+
+    def render_rules_words(self, value):
+        words = rules_mod.describe(value)
+        return words if len(words) <= 160 else words[:159] + "…"
 
     def render_active(self, value):
         return _("yes") if value else _("no")

@@ -252,6 +252,7 @@ def test_list_shows_counts_and_warns_over_twenty(client_manager, django_assert_m
     body = response.content.decode()
     assert "More than 20 buckets are active" in body
     assert "swatch" in body
+    assert "Service effort ≥ 7" in body
 
 
 def test_detail_shows_members_history_and_is_constant_in_queries(
