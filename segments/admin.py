@@ -53,3 +53,38 @@ class CurrentMembershipAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- ROI job (engineer C2): runs and snapshots are read-only records of what the job did ---
+
+from .models import JobRun, RoiSnapshot  # noqa: E402
+
+
+@admin.register(JobRun)
+class JobRunAdmin(ReadOnlyAdmin):
+    list_display = ("started_at", "finished_at", "as_of", "mode", "status", "error")
+    list_filter = ("status", "mode")
+    date_hierarchy = "started_at"
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RoiSnapshot)
+class RoiSnapshotAdmin(ReadOnlyAdmin):
+    list_display = (
+        "date",
+        "bucket_name",
+        "customers",
+        "margin",
+        "cost_to_serve",
+        "contribution",
+        "roi",
+        "ltv_cac",
+    )
+    list_filter = ("bucket",)
+    list_select_related = ("bucket",)
+    date_hierarchy = "date"
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -201,3 +201,10 @@ def test_follow_up_queue_orders_by_bucket_roi_then_decile_then_influence_then_ag
     assert [f.pk for f in queue] == [first.pk, old.pk, unseg.pk]
     assert "Whales" in selectors.follow_up_reason(queue[0])
     assert len(list(selectors.follow_up_queue(support_user, include_unassigned=True))) == 4
+
+
+@pytest.mark.parametrize("model", ["jobrun", "roisnapshot"])
+def test_admin_lists_runs_and_snapshots_read_only(client_admin, data, model):
+    response = client_admin.get(f"/admin/segments/{model}/")
+    assert response.status_code == 200
+    assert client_admin.get(f"/admin/segments/{model}/add/").status_code == 403
