@@ -87,10 +87,26 @@ def _rule_annotations(as_of: date) -> dict:
         "minutes_window": F("metrics__minutes_window"),
         "followers": _followers(),
         "has_owner": ExpressionWrapper(Q(owner__isnull=False), output_field=BooleanField()),
+        **{name: factory(as_of) for name, factory in _EXTRA_ANNOTATIONS.items()},
     }
 
 
+# Fields added by apps above segments (e.g. surveys' latest_nps_category), see below.
+_EXTRA_ANNOTATIONS: dict = {}
+
 assert set(rules_mod.FIELDS) == _MODEL_FIELDS | set(_rule_annotations(date(2000, 1, 1)))
+
+
+def rule_field_register(*, spec: rules_mod.FieldSpec, annotation) -> None:
+    """Let an app above segments add a rule field without segments importing it: call from
+    its AppConfig.ready(). `annotation(as_of)` returns the Customer expression, e.g. a
+    Subquery of the latest NPS category. Registering the same name again replaces it."""
+    if spec.kind not in rules_mod.OPERATORS_BY_KIND:
+        raise ValueError(f"unknown field kind {spec.kind!r}")
+    if spec.name in _MODEL_FIELDS or hasattr(Customer, spec.name):
+        raise ValueError(f"{spec.name!r} clashes with a customer field")
+    rules_mod.FIELDS[spec.name] = spec
+    _EXTRA_ANNOTATIONS[spec.name] = annotation
 
 
 def customers_for_rules(*, as_of: date | None = None) -> QuerySet[Customer]:

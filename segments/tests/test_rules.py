@@ -252,3 +252,30 @@ def test_every_registry_field_compiles_and_runs(people):
     for name, spec in rules.FIELDS.items():
         q = rules.compile_rules(group(cond(name, "is empty")))
         assert customers_for_rules(as_of=AS_OF).filter(q).count() >= 0, spec
+
+
+@pytest.mark.django_db
+def test_apps_above_can_register_a_rule_field(people):
+    from django.db.models import CharField, Value
+
+    from segments import selectors
+
+    spec = rules.FieldSpec(
+        name="latest_nps_category",
+        label="Latest NPS category",
+        kind=rules.CHOICE,
+        choices=(("promoter", "Promoter"), ("passive", "Passive"), ("detractor", "Detractor")),
+    )
+    selectors.rule_field_register(
+        spec=spec, annotation=lambda as_of: Value("promoter", output_field=CharField())
+    )
+    try:
+        assert run(group(cond("latest_nps_category", "=", "promoter"))) == {"A", "B", "C", "D"}
+        assert "not one of" in messages(group(cond("latest_nps_category", "=", "fan")))[0]
+    finally:
+        del rules.FIELDS["latest_nps_category"]
+        del selectors._EXTRA_ANNOTATIONS["latest_nps_category"]
+    with pytest.raises(ValueError):
+        selectors.rule_field_register(
+            spec=rules.FieldSpec("city", "City", rules.STRING), annotation=None
+        )
