@@ -139,3 +139,42 @@ def test_no_buckets_means_everyone_unsegmented():
     CustomerFactory.create_batch(3)
     result = memberships_refresh(as_of=DAY1)
     assert result["counts"] == {None: 3}
+
+
+N_CONCURRENT = 5000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_refreshes_do_not_interleave():
+    """Two real connections released together: the advisory lock serialises them, so the
+    one-open-row-per-customer constraint never fires and the history is written once."""
+    import threading
+
+    from django.db import connection
+
+    BucketFactory(name="High effort", priority=1, rules=rule("effort", ">=", 7))
+    from crm.models import Customer
+
+    Customer.objects.bulk_create(
+        Customer(first_name=f"c{i}", service_effort=9) for i in range(N_CONCURRENT)
+    )
+    barrier = threading.Barrier(2)
+    errors, results = [], []
+
+    def work():
+        try:
+            barrier.wait(timeout=10)
+            results.append(memberships_refresh(as_of=DAY1))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert sorted(r["entered"] for r in results) == [0, N_CONCURRENT]
+    assert BucketMembership.objects.count() == N_CONCURRENT
