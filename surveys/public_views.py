@@ -101,7 +101,7 @@ def answer(request):
     campaign = invitation.campaign
     if campaign.is_expired:
         return _page(request, "public/link_expired.html", 410, invitation)
-    if selectors.invitation_answered(invitation):
+    if invitation.answered:
         status = 409 if request.method == "POST" else 200
         return _page(request, "public/already_answered.html", status, invitation)
 

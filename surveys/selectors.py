@@ -136,11 +136,13 @@ def invitation_for_token(token: str) -> Invitation | None:
 
 
 def invitation_for_hash(digest: str) -> Invitation | None:
+    """The invitation with campaign, survey and customer joined, and `answered` annotated."""
     if not digest:
         return None
     return (
         Invitation.objects.select_related("campaign__survey", "customer")
         .filter(Q(token_hash=digest) | Q(reminder_token_hash=digest))
+        .annotate(answered=Exists(Response.objects.filter(invitation=OuterRef("pk"))))
         .first()
     )
 

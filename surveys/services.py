@@ -419,7 +419,6 @@ def response_draft_save(*, invitation: Invitation, values: dict[int, object]) ->
     )
 
 
-@transaction.atomic
 def response_submit(
     *, invitation: Invitation, questions: list[Question], values: dict[int, object], language: str
 ) -> Response:
@@ -447,6 +446,7 @@ def response_submit(
         .first()
     )
     try:
+        # One transaction, no savepoint: the unique constraint decides between two submits.
         with transaction.atomic():
             response = Response.objects.create(
                 invitation=invitation,
@@ -457,20 +457,25 @@ def response_submit(
                 unhappy=bool(unhappy_answers),
                 recovered=(not unhappy_answers) if previous_unhappy else None,
             )
-    except IntegrityError:
-        raise AlreadyAnswered
-    Answer.objects.bulk_create(
-        [_answer(response, by_id[qid], value) for qid, value in values.items()]
-    )
-    ResponseDraft.objects.filter(invitation=invitation).delete()
-    if unhappy_answers:
-        _follow_up_open(
-            response=response,
-            customer=customer,
-            unhappy=unhappy_answers,
-            values=values,
-            questions=questions,
-        )
+            Answer.objects.bulk_create(
+                [_answer(response, by_id[qid], value) for qid, value in values.items()]
+            )
+            ResponseDraft.objects.filter(invitation=invitation).delete()
+            if unhappy_answers:
+                _follow_up_open(
+                    response=response,
+                    customer=customer,
+                    unhappy=unhappy_answers,
+                    values=values,
+                    questions=questions,
+                )
+    except IntegrityError as exc:
+        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+        if constraint == "response_one_per_invitation" or (
+            constraint is None and "invitation" in str(exc)
+        ):
+            raise AlreadyAnswered from None
+        raise
     return response
 
 

@@ -235,3 +235,12 @@ def test_bucket_audience_uses_current_membership(send, manager):
     )
     assert send(campaign).queued == 1
     assert mail.outbox[0].to == [inside.email]
+
+
+def test_reminders_run_hourly_from_the_beat_schedule():
+    from django_celery_beat.models import PeriodicTask
+
+    task = PeriodicTask.objects.get(name="Survey reminders")
+    assert task.task == "surveys.tasks.reminders_send_due_task" and task.enabled
+    assert (task.interval.every, task.interval.period) == (1, "hours")
+    assert task.task in app.tasks
