@@ -13,19 +13,21 @@ from collections.abc import Callable, Iterator
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from crm.metrics import metrics_params, metrics_refresh
 from crm.models import Customer, CustomerMetrics, Interaction, Order, SocialProfile, User
 
+from . import selectors
 from .models import Bucket, CurrentMembership, JobRun, RoiSnapshot
 
 logger = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 724_311_002  # pg_try_advisory_lock key: one ROI run at a time
 STALE_RUNNING_AFTER = dt.timedelta(hours=6)  # SQLite only: a "running" row older than this died
-STEPS = ("metrics", "memberships", "snapshots")
+STEPS = ("metrics", "memberships", "snapshots", "reports")
 
 Progress = Callable[[str], None]
 
@@ -277,11 +279,48 @@ LEFT JOIN paid_counts pc ON pc.bk = k.bk
 """  # noqa: S608
 
 
+# NPS per bucket comes from surveys, which sits above segments: segments may not import it.
+# surveys registers a provider from its AppConfig.ready(); without one the column stays empty.
+NpsProvider = Callable[..., dict]  # (*, as_of) -> {bucket id or None: NPS or None}
+_nps_provider: NpsProvider | None = None
+
+
+def register_nps_provider(provider: NpsProvider | None) -> None:
+    """Let an app above segments fill RoiSnapshot.nps: call from its AppConfig.ready().
+
+    `provider(as_of=date)` returns {bucket id, or None for Unsegmented: NPS (-100..100) or
+    None} computed set-based over the customers' current buckets (just refreshed by the job).
+    Registering again replaces the provider; None removes it.
+    """
+    global _nps_provider
+    _nps_provider = provider
+
+
+def _snapshots_fill_nps(*, as_of: dt.date) -> None:
+    """One UPDATE setting the NPS of the `as_of` snapshot rows from the registered provider."""
+    if _nps_provider is None:
+        return
+    by_bucket = {k: v for k, v in _nps_provider(as_of=as_of).items() if v is not None}
+    if not by_bucket:
+        return
+    whens = [
+        When(bucket__isnull=True, then=Value(nps))
+        if bucket_id is None
+        else When(bucket_id=bucket_id, then=Value(nps))
+        for bucket_id, nps in by_bucket.items()
+    ]
+    field = RoiSnapshot._meta.get_field("nps")
+    RoiSnapshot.objects.filter(date=as_of).update(
+        nps=Case(*whens, default=Value(None), output_field=field.clone())
+    )
+
+
 def snapshots_write(*, as_of: dt.date, job_run: JobRun | None = None) -> int:
     """Replace the ROI snapshots of `as_of` from the current metrics and memberships.
 
     Delete + insert inside one transaction: readers see the previous rows until commit, and a
     second call for the same date gives the same rows (idempotent, never duplicated).
+    NPS is filled by the provider surveys registers (register_nps_provider), if any.
     Returns the number of rows written.
     """
     params = metrics_params(as_of)
@@ -289,7 +328,9 @@ def snapshots_write(*, as_of: dt.date, job_run: JobRun | None = None) -> int:
     with transaction.atomic(), connection.cursor() as cur:
         RoiSnapshot.objects.filter(date=as_of).delete()
         cur.execute(_snapshot_sql(), params)
-        return cur.rowcount
+        written = cur.rowcount
+        _snapshots_fill_nps(as_of=as_of)
+        return written
 
 
 # --- the job ---------------------------------------------------------------------------------
@@ -318,7 +359,7 @@ def roi_recalculate(
     memberships and snapshots visible: refresh crm metrics (incremental by default: customers
     touched since the last successful run plus those whose windows moved; full when asked,
     when there is no earlier successful run, or when `as_of` precedes it), refresh bucket
-    membership, replace the snapshots of `as_of`.
+    membership, replace the snapshots of `as_of`, precompute the whale curve and cohorts.
 
     Two runs never overlap: a PostgreSQL advisory lock and a "one running JobRun" unique
     index. A run that finds another in progress is not started; it is recorded as failed with
@@ -356,6 +397,13 @@ def roi_recalculate(
                 if progress:
                     progress("snapshots")
                 counts["snapshots"] = snapshots_write(as_of=as_of, job_run=run)
+                if progress:
+                    progress("reports")
+                # Heavy screen data computed once per run instead of on every page view.
+                reports = {
+                    "whale": selectors.whale_curve(),
+                    "cohorts": selectors.cohort_triangle(today=as_of),
+                }
         except Exception as exc:
             logger.exception("ROI run %s for %s failed", run.pk, as_of)
             run.status = JobRun.Status.FAILED
@@ -369,5 +417,6 @@ def roi_recalculate(
         run.status = JobRun.Status.SUCCEEDED
         run.finished_at = timezone.now()
         run.counts = counts
-        run.save(update_fields=["status", "finished_at", "counts"])
+        run.reports = reports
+        run.save(update_fields=["status", "finished_at", "counts", "reports"])
         return run

@@ -196,6 +196,12 @@ class JobRun(models.Model):
         _("status"), max_length=16, choices=Status.choices, default=Status.RUNNING
     )
     counts = models.JSONField(_("counts"), default=dict, blank=True)
+    reports = models.JSONField(
+        _("reports"),
+        default=dict,
+        blank=True,
+        help_text=_("Precomputed screen data of this run: the whale curve and the cohorts."),
+    )
     error = models.TextField(_("error"), blank=True)
 
     class Meta:

@@ -326,7 +326,6 @@ def bucket_history(*, bucket: Bucket) -> list[VersionChange]:
 
 # --- ROI (engineer C2): snapshots, trend, whale curve, negative customers, cohorts, queue ---
 
-import datetime as dt  # noqa: E402
 from collections import defaultdict  # noqa: E402
 
 from django.conf import settings  # noqa: E402
@@ -456,8 +455,9 @@ def cohort_triangle(*, months: int = COHORT_MONTHS, today: date | None = None) -
     acquisition (margin - cost to serve), and the first month it reaches the average CAC.
 
     Aggregated in SQL to one row per (cohort, month offset); Python only reshapes those
-    few hundred cells. Returns {"offsets": [0..], "rows": [{"cohort", "customers", "cac",
-    "cells": [value or None], "recovered": month offset or None}]}.
+    few hundred cells. JSON-ready (the nightly job stores it in JobRun.reports): {"offsets":
+    [0..], "rows": [{"cohort": "YYYY-MM", "customers", "cac": "0.00" or None, "cells":
+    ["0.00" or None], "recovered": month offset or None}]}.
     """
     today = today or timezone.localdate()
     now_idx = today.year * 12 + today.month - 1
@@ -507,7 +507,8 @@ ORDER BY s.cohort, c.k
     meta: dict = {}
     amounts: dict = defaultdict(dict)
     for cohort, size, cac, k, amount in fetched:
-        meta[cohort] = (size, Decimal(cac).quantize(Decimal("0.01")) if cac is not None else None)
+        cac = Decimal(cac).quantize(Decimal("0.01")) if cac is not None else None
+        meta[cohort] = (size, cac)
         if k is not None:
             amounts[cohort][int(k)] = Decimal(amount)
     offsets = list(range(months))
@@ -522,19 +523,30 @@ ORDER BY s.cohort, c.k
                 continue
             running += amounts[cohort].get(k, Decimal(0))
             per_customer = (running / size).quantize(Decimal("0.01"))
-            cells.append(per_customer)
+            cells.append(str(per_customer))
             if recovered is None and cac is not None and cac > 0 and per_customer >= cac:
                 recovered = k
         rows.append(
             {
-                "cohort": dt.date(cohort // 12, cohort % 12 + 1, 1),
+                "cohort": f"{cohort // 12:04d}-{cohort % 12 + 1:02d}",
                 "customers": size,
-                "cac": cac,
+                "cac": None if cac is None else str(cac),
                 "cells": cells,
                 "recovered": recovered,
             }
         )
     return {"offsets": offsets, "rows": rows}
+
+
+def latest_reports() -> dict:
+    """The precomputed screen data (whale curve, cohorts) of the last successful ROI run."""
+    reports = (
+        JobRun.objects.filter(status=JobRun.Status.SUCCEEDED)
+        .order_by("-started_at", "-id")
+        .values_list("reports", flat=True)
+        .first()
+    )
+    return reports or {}
 
 
 def roi_history(bucket: Bucket, *, limit: int = ROI_TREND_SNAPSHOTS) -> list[RoiSnapshot]:

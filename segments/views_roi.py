@@ -2,6 +2,7 @@
 customers (table + streamed CSV) and acquisition cohorts. Thin: selectors in, templates out."""
 
 import csv
+from decimal import ROUND_HALF_UP, Decimal
 
 import django_tables2 as tables
 from django.contrib import messages
@@ -51,6 +52,7 @@ class RoiSnapshotTable(tables.Table):
             "contribution_per_customer",
             "avg_effort",
             "avg_influence",
+            "nps",
             "ltv_cac",
             "churn_rate",
         )
@@ -66,6 +68,7 @@ class RoiSnapshotTable(tables.Table):
             "share_of_total",
             "avg_effort",
             "avg_influence",
+            "nps",
             "ltv_cac",
             "payback_median_days",
             "payback_share",
@@ -97,6 +100,10 @@ class RoiSnapshotTable(tables.Table):
 
     render_ltv_cac = render_roi
 
+    def render_nps(self, value):
+        # A whole number, rounded half up, as on the survey screens.
+        return str(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
     def render_share_of_total(self, value):
         return _pct(value)
 
@@ -121,7 +128,7 @@ class RoiDashboardView(StaffPermissionMixin, TemplateView):
                 "cost_to_serve": [float(r.cost_to_serve) for r in rows],
             },
             trend=selectors.roi_trend(),
-            whale=selectors.whale_curve(),
+            whale=selectors.latest_reports().get("whale", []),
             last_run=selectors.latest_job_run(),
         )
         return ctx
@@ -271,5 +278,5 @@ class CohortsView(StaffPermissionMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
-        ctx["triangle"] = selectors.cohort_triangle()
+        ctx["triangle"] = selectors.latest_reports().get("cohorts") or {"offsets": [], "rows": []}
         return ctx

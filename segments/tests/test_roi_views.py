@@ -150,18 +150,27 @@ def test_negative_is_constant_in_queries(client_manager, data, django_assert_max
 
 def test_cohort_triangle(data):
     triangle = selectors.cohort_triangle(months=12, today=dt.date(2026, 6, 30))
-    row = next(r for r in triangle["rows"] if r["cohort"] == dt.date(2026, 1, 1))
-    assert row["customers"] == 1 and row["cac"] == Decimal("50.00")
+    row = next(r for r in triangle["rows"] if r["cohort"] == "2026-01")
+    assert row["customers"] == 1 and row["cac"] == "50.00"
     # quiet: margin 3 in month 1 (February), nothing else: never recovers CAC 50.
-    assert row["cells"][:2] == [Decimal("0.00"), Decimal("3.00")]
-    assert row["cells"][5] == Decimal("3.00") and row["cells"][6] is None
+    assert row["cells"][:2] == ["0.00", "3.00"]
+    assert row["cells"][5] == "3.00" and row["cells"][6] is None  # July is in the future
     assert row["recovered"] is None
+
+
+def test_cohort_recovery_month():
+    cust = CustomerFactory(acquisition_date=dt.date(2026, 1, 10), acquisition_cost=Decimal("40"))
+    OrderFactory(customer=cust, placed_at=at("2026-03-05"), revenue=Decimal("50"), cost_of_goods=0)
+    triangle = selectors.cohort_triangle(months=12, today=dt.date(2026, 6, 30))
+    (row,) = triangle["rows"]
+    assert row["cells"][:3] == ["0.00", "0.00", "50.00"] and row["recovered"] == 2
 
 
 def test_cohorts_page(client_manager, data, django_assert_max_num_queries):
     with django_assert_max_num_queries(6):
         response = client_manager.get("/segments/cohorts/")
-    assert 'id="cohort-triangle"' in response.content.decode()
+    html = response.content.decode()
+    assert 'id="cohort-triangle"' in html and "2026-01" in html
 
 
 def test_whale_curve_is_sampled_and_ends_at_the_total(data):
