@@ -58,11 +58,11 @@ class ChurnQueueTable(tables.Table):
         url = reverse("surveys:churn_interview_create", args=[value])
         return format_html('<a class="button primary" href="{}">{}</a>', url, _("Record interview"))
 
-    # Customers without metrics (no known contribution) always come last.
+    # Plain DESC (no NULLS LAST: the queue's metrics join is inner) so that PostgreSQL can walk
+    # the -contribution_lifetime index.
     def order_lost_contribution(self, queryset, is_descending):
         column = F("lost_contribution")
-        ordering = column.desc(nulls_last=True) if is_descending else column.asc(nulls_last=True)
-        return queryset.order_by(ordering, "id"), True
+        return queryset.order_by(column.desc() if is_descending else column.asc(), "id"), True
 
     def order_last_order_at(self, queryset, is_descending):
         column = F("last_order_at")

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.generic import FormView, TemplateView
 from django_filters.views import FilterView
-from django_tables2 import LazyPaginator, SingleTableMixin, SingleTableView
+from django_tables2 import LazyPaginator, RequestConfig, SingleTableMixin, SingleTableView
 
 from crm.models import Customer
 from crm.permissions import StaffPermissionMixin
@@ -63,9 +63,26 @@ class ChurnQueueView(StaffPermissionMixin, SingleTableMixin, FilterView):
             return self.export_csv()
         return super().get(request, *args, **kwargs)
 
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        table = context["table"]
+        # Customers without metrics come after the whole metrics-ordered queue: on its last page.
+        if not table.page.has_next():
+            rest = self._filtered(churn_selectors.churn_queue_without_metrics())
+            rest_table = ChurnQueueTable(rest, prefix="nm-", orderable=False)
+            RequestConfig(
+                self.request, paginate={"per_page": 50, "paginator_class": LazyPaginator}
+            ).configure(rest_table)
+            context["table_without_metrics"] = rest_table
+        return context
+
+    def _filtered(self, queryset):
+        filterset = self.filterset_class(self.request.GET or None, queryset=queryset)
+        if not filterset.is_bound:
+            return queryset
+        return filterset.qs if filterset.is_valid() else queryset.none()
+
     def export_csv(self):
-        filterset = self.filterset_class(self.request.GET, queryset=self.get_queryset())
-        rows = filterset.qs if filterset.is_valid() else filterset.queryset.none()
         header = [
             _("Customer id"),
             _("Customer"),
@@ -78,12 +95,17 @@ class ChurnQueueView(StaffPermissionMixin, SingleTableMixin, FilterView):
             _("Bucket"),
             _("Owner"),
         ]
+        parts = [
+            self._filtered(churn_selectors.churn_queue()),
+            self._filtered(churn_selectors.churn_queue_without_metrics()),
+        ]
         writer = csv.writer(_Echo())
 
         def lines():
             yield writer.writerow(header)
-            for row in churn_selectors.churn_queue_csv_rows(rows):
-                yield writer.writerow(row)
+            for part in parts:
+                for row in churn_selectors.churn_queue_csv_rows(part):
+                    yield writer.writerow(row)
 
         response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
         stamp = timezone.localdate().isoformat()

@@ -16,7 +16,10 @@ URL = "/churn/queue/"
 
 
 def _ids(response):
-    return [row.record.pk for row in response.context["table"].page.object_list]
+    """The queue as shown: the metrics-ordered table, then the customers without metrics."""
+    ids = [row.record.pk for row in response.context["table"].page.object_list]
+    rest = response.context.get("table_without_metrics")
+    return ids + ([row.record.pk for row in rest.page.object_list] if rest else [])
 
 
 def test_queue_orders_by_lost_lifetime_contribution_without_metrics_last(client_support):
@@ -52,7 +55,7 @@ def test_queue_holds_only_churned_or_cancelled_customers_without_interview(suppo
         primary_reason=reason(),
     )
 
-    assert set(churn_selectors.churn_queue().values_list("pk", flat=True)) == {
+    assert set(churn_selectors.churn_queue_all().values_list("pk", flat=True)) == {
         gone.pk,
         cancelled.pk,
     }
@@ -112,9 +115,10 @@ def test_queue_is_constant_in_queries(client_support, django_assert_max_num_quer
     bucket = Bucket.objects.create(name="B", priority=1)
     for i in range(30):
         customer = churned(owner=SupportUserFactory(username=f"o{i % 5}"))
-        metrics(customer, i)
+        if i % 3:
+            metrics(customer, i)
         CurrentMembership.objects.create(customer=customer, bucket=bucket, since="2026-01-01")
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(12):
         response = client_support.get(URL)
     assert response.status_code == 200
     assert len(_ids(response)) == 30
@@ -153,3 +157,30 @@ def test_csv_export_with_a_bad_filter_has_only_the_header(client_support):
     assert response.status_code == 200
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert len(rows) == 1
+
+
+def test_customers_without_metrics_show_only_after_the_last_page(client_support):
+    for i in range(51):
+        metrics(churned(), i)
+    unknown = churned()
+
+    first = client_support.get(URL)
+    assert "table_without_metrics" not in first.context
+    assert len(first.context["table"].page.object_list) == 50
+    second = client_support.get(URL, {"page": 2})
+    assert _ids(second)[-1] == unknown.pk
+    assert "Without metrics yet" in second.content.decode()
+
+
+def test_queue_parts_together_are_the_whole_queue():
+    with_metrics = churned()
+    metrics(with_metrics, 3)
+    without = churned()
+    assert list(churn_selectors.churn_queue().values_list("pk", flat=True)) == [with_metrics.pk]
+    assert list(churn_selectors.churn_queue_without_metrics().values_list("pk", flat=True)) == [
+        without.pk
+    ]
+    assert list(churn_selectors.churn_queue_all().values_list("pk", flat=True)) == [
+        with_metrics.pk,
+        without.pk,
+    ]
