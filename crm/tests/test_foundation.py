@@ -59,3 +59,18 @@ def test_role_fixtures_hold_their_groups(support_user, manager):
     assert support_user.has_perm("crm.add_interaction")
     assert not support_user.has_perm("crm.assign_owner")
     assert manager.has_perm("crm.assign_owner")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_roles_survive_a_flush_and_hold_every_apps_permissions():
+    # Transactional tests flush the database; post_migrate's roles_sync brings the roles back.
+    from django.apps import apps
+
+    declared = roles.declared_role_permissions(apps.get_app_configs())
+    managers = Group.objects.get(name=roles.MANAGERS)
+    held = {
+        f"{app}.{codename}"
+        for app, codename in managers.permissions.values_list("content_type__app_label", "codename")
+    }
+    assert declared[roles.MANAGERS] <= held
+    assert "segments.view_roi" in held

@@ -14,8 +14,7 @@ from surveys.models import ChurnInterview
 from surveys.tests.churn_helpers import churned, reason
 
 
-# serialized_rollback restores the roles (data-migration rows) that the flush would drop.
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_two_simultaneous_interviews_of_one_customer_one_wins():
     user = SupportUserFactory(username="racer")
     customer = churned()
