@@ -6,3 +6,11 @@ class SurveysConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "surveys"
     verbose_name = _("Surveys")
+
+    def ready(self):
+        # segments may not import surveys: hand the nightly ROI job our NPS per bucket.
+        from segments.jobs import register_nps_provider
+
+        from .snapshot_nps import nps_for_snapshot
+
+        register_nps_provider(nps_for_snapshot)
