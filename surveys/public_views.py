@@ -132,7 +132,8 @@ def answer(request):
             except services.LinkExpired:
                 return _page(request, "public/link_expired.html", 410, invitation)
             if finishing:
-                request.session.pop(SESSION_KEY, None)
+                # The session keeps the key: a reload shows "already answered" (the database
+                # decides), and leaving the session unmodified saves a write per response.
                 return _page(
                     request,
                     "public/thanks.html",

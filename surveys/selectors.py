@@ -25,7 +25,16 @@ from django.utils.translation import gettext as _
 from crm.models import Customer, CustomerStatus
 
 from . import scores, tokens
-from .models import Answer, AudienceKind, Campaign, Invitation, Question, Response, Survey
+from .models import (
+    Answer,
+    AudienceKind,
+    Campaign,
+    Invitation,
+    Question,
+    Response,
+    ResponseDraft,
+    Survey,
+)
 
 # --- Audiences -----------------------------------------------------------------------------
 
@@ -136,13 +145,17 @@ def invitation_for_token(token: str) -> Invitation | None:
 
 
 def invitation_for_hash(digest: str) -> Invitation | None:
-    """The invitation with campaign, survey and customer joined, and `answered` annotated."""
+    """The invitation with campaign, survey and customer joined; `answered` and `has_draft`
+    annotated."""
     if not digest:
         return None
     return (
         Invitation.objects.select_related("campaign__survey", "customer")
         .filter(Q(token_hash=digest) | Q(reminder_token_hash=digest))
-        .annotate(answered=Exists(Response.objects.filter(invitation=OuterRef("pk"))))
+        .annotate(
+            answered=Exists(Response.objects.filter(invitation=OuterRef("pk"))),
+            has_draft=Exists(ResponseDraft.objects.filter(invitation=OuterRef("pk"))),
+        )
         .first()
     )
 

@@ -460,7 +460,8 @@ def response_submit(
             Answer.objects.bulk_create(
                 [_answer(response, by_id[qid], value) for qid, value in values.items()]
             )
-            ResponseDraft.objects.filter(invitation=invitation).delete()
+            if getattr(invitation, "has_draft", True):
+                ResponseDraft.objects.filter(invitation=invitation).delete()
             if unhappy_answers:
                 _follow_up_open(
                     response=response,
