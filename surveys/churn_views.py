@@ -20,7 +20,7 @@ from crm.models import Customer
 from crm.permissions import StaffPermissionMixin
 
 from . import churn_selectors, churn_services
-from .churn_filters import ChurnQueueFilter
+from .churn_filters import ChurnInterviewFilter, ChurnQueueFilter
 from .churn_forms import (
     ChurnInterviewForm,
     ChurnReportForm,
@@ -113,10 +113,11 @@ class ChurnQueueView(StaffPermissionMixin, SingleTableMixin, FilterView):
         return response
 
 
-class ChurnInterviewListView(StaffPermissionMixin, SingleTableView):
+class ChurnInterviewListView(StaffPermissionMixin, SingleTableMixin, FilterView):
     permission_required = "surveys.view_churninterview"
     template_name = "surveys/churn_interview_list.html"
     table_class = ChurnInterviewTable
+    filterset_class = ChurnInterviewFilter
     paginator_class = LazyPaginator
     table_pagination = {"per_page": 50}
 

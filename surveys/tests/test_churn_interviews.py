@@ -346,3 +346,28 @@ def test_clearing_the_follow_up_date_keeps_the_follow_up(client_support, support
     )
     assert response.status_code == 302
     assert FollowUp.objects.filter(customer=customer, status="open").count() == 1
+
+
+def test_interview_list_filters_by_category_outcome_and_date(client_support, support_user):
+    price = reason()
+    service = reason(code="svc", category=ReasonCategory.SERVICE, label_en="Rude staff")
+    a = _record(churned(), support_user, price, interviewed_on=dt.date(2026, 3, 1))
+    b = _record(
+        churned(),
+        support_user,
+        service,
+        interviewed_on=dt.date(2026, 4, 1),
+        winback_offer="Voucher",
+        winback_outcome="accepted",
+    )
+
+    def ids(params):
+        response = client_support.get("/churn/interviews/", params)
+        assert response.status_code == 200
+        return [row.record.pk for row in response.context["table"].page.object_list]
+
+    assert ids({"category": "price"}) == [a.pk]
+    assert ids({"winback_outcome": "accepted"}) == [b.pk]
+    assert ids({"interviewed_from": "2026-03-15"}) == [b.pk]
+    assert ids({"primary_reason": service.pk}) == [b.pk]
+    assert ids({"interviewed_from": "not-a-date"}) == []
