@@ -379,7 +379,8 @@ def roi_recalculate(
             return _busy_run(as_of, mode)
         _clear_stale_runs()
         try:
-            run = JobRun.objects.create(as_of=as_of, mode=mode, status=JobRun.Status.RUNNING)
+            with transaction.atomic():  # a savepoint: the refusal must not break a caller's
+                run = JobRun.objects.create(as_of=as_of, mode=mode, status=JobRun.Status.RUNNING)
         except IntegrityError:
             return _busy_run(as_of, mode)
         try:
