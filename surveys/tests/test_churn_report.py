@@ -122,3 +122,12 @@ def test_empty_report_renders(client_manager):
     assert response.status_code == 200
     assert response.context["report"].interviews == 0
     assert "No interviews in this period." in response.content.decode()
+
+
+def test_report_page_is_constant_in_queries(
+    client_manager, small_case, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(14):
+        response = client_manager.get("/churn/")
+    assert response.status_code == 200
+    assert response.context["report"].interviews == 4
