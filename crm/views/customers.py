@@ -125,6 +125,10 @@ def detail_context(request, customer: Customer, **forms) -> dict:
         "owner_form": OwnerAssignForm(initial={"owner": customer.owner_id}),
         "edit_profile_id": None,
     }
+    # Bucket, survey and churn panels: selectors of the apps above crm (see panels.py).
+    from crm.views.panels import customer_panels
+
+    context.update(customer_panels(customer=customer, user=request.user))
     context.update(forms)
     return context
 
