@@ -57,7 +57,7 @@ def orm_loop(customer_ids: list[int], as_of: dt.date) -> None:
                 i = Interaction.objects.filter(
                     customer_id=cid, occurred_at__lt=p["end_ts"]
                 ).aggregate(
-                    minutes=Sum("minutes"),
+                    total_minutes=Sum("minutes"),
                     cost=Sum(F("minutes") * Coalesce("staff__hourly_cost", rate)),
                 )
                 cost = (i["cost"] or Decimal(0)) / 60
@@ -72,7 +72,7 @@ def orm_loop(customer_ids: list[int], as_of: dt.date) -> None:
                         "revenue_lifetime": o["rev"] or 0,
                         "margin_lifetime": o["mar"] or 0,
                         "margin_window": o["mar_w"] or 0,
-                        "minutes_lifetime": i["minutes"] or 0,
+                        "minutes_lifetime": i["total_minutes"] or 0,
                         "cost_to_serve_lifetime": round(cost, 2),
                         "contribution_lifetime": round((o["mar"] or 0) - cost, 2),
                     },

@@ -386,6 +386,9 @@ def roi_recalculate(
         try:
             counts = _watermarks()
             with transaction.atomic():
+                if connection.vendor == "postgresql":
+                    with connection.cursor() as cur:  # big sorts in memory, this batch only
+                        cur.execute("SET LOCAL work_mem = '256MB'")
                 if progress:
                     progress("metrics")
                 ids = None

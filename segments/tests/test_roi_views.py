@@ -217,3 +217,10 @@ def test_admin_lists_runs_and_snapshots_read_only(client_admin, data, model):
     response = client_admin.get(f"/admin/segments/{model}/")
     assert response.status_code == 200
     assert client_admin.get(f"/admin/segments/{model}/add/").status_code == 403
+
+
+def test_bucket_page_shows_its_roi_history(client_manager, data):
+    response = client_manager.get(f"/segments/{data['big'].pk}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="roi-history"' in html and "roi-history-data" in html
