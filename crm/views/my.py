@@ -1,11 +1,18 @@
-"""My work: the signed-in staff member's accounts and follow-ups due."""
+"""My work: the signed-in staff member's follow-up queue (and, for managers, the unassigned
+queue), in the order of domain.md "The support queue", and their accounts.
+
+The queue order comes from segments (bucket ROI of the latest snapshot, value decile,
+influence, age): a screen combining apps may call the selectors of apps above crm, so the
+segments import lives here in the view layer, never in crm's models, services or selectors.
+"""
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views import View
 from django.views.generic import TemplateView
 
@@ -15,12 +22,61 @@ from crm.models import FollowUp
 from crm.permissions import StaffPermissionMixin
 
 ACCOUNTS_SHOWN = 100
+QUEUE_SHOWN = 200
+
+MINE = "mine"
+UNASSIGNED = "unassigned"
+QUEUES = {MINE: gettext_lazy("My follow-ups"), UNASSIGNED: gettext_lazy("Unassigned queue")}
+# Managers (and administrators) hand out work, so they see and take from the unassigned queue.
+UNASSIGNED_PERMISSION = "crm.assign_owner"
 
 
-def _my_context(request, done_form=None, done_id=None) -> dict:
+class BadQueue(ValueError):
+    pass
+
+
+def _queue_name(request, value: str | None) -> str:
+    """The requested queue: "mine" (default) or "unassigned" (managers only).
+
+    Raises BadQueue for an unknown name and PermissionDenied for the unassigned queue without
+    the permission.
+    """
+    name = (value or MINE).strip()
+    if name not in QUEUES:
+        raise BadQueue(
+            _("queue: unknown value “%(value)s”; use “mine” or “unassigned”.")
+            % {"value": name[:50]}
+        )
+    if name == UNASSIGNED and not request.user.has_perm(UNASSIGNED_PERMISSION):
+        raise PermissionDenied
+    return name
+
+
+def _queue(request, name: str) -> list[FollowUp]:
+    from segments.selectors import follow_up_queue, follow_up_reason
+
+    if name == UNASSIGNED:
+        qs = follow_up_queue(request.user, include_unassigned=True).filter(assigned_to__isnull=True)
+    else:
+        qs = follow_up_queue(request.user)
+    rows = list(qs[: QUEUE_SHOWN + 1])
+    for follow_up in rows:
+        follow_up.queue_reason = follow_up_reason(follow_up)  # words only, no query
+    return rows
+
+
+def _my_context(request, queue: str = MINE, done_form=None, done_id=None) -> dict:
+    from segments.selectors import FOLLOW_UP_QUEUE_ORDER
+
     accounts = list(selectors.my_accounts(user=request.user)[: ACCOUNTS_SHOWN + 1])
+    follow_ups = _queue(request, queue)
+    can_unassigned = request.user.has_perm(UNASSIGNED_PERMISSION)
     return {
-        "follow_ups": selectors.my_follow_ups(user=request.user)[:200],
+        "queue": queue,
+        "tabs": [(name, label) for name, label in QUEUES.items() if name == MINE or can_unassigned],
+        "follow_ups": follow_ups[:QUEUE_SHOWN],
+        "more_follow_ups": len(follow_ups) > QUEUE_SHOWN,
+        "queue_order": FOLLOW_UP_QUEUE_ORDER,
         "accounts": accounts[:ACCOUNTS_SHOWN],
         "more_accounts": len(accounts) > ACCOUNTS_SHOWN,
         "today": selectors.today(),
@@ -30,13 +86,22 @@ def _my_context(request, done_form=None, done_id=None) -> dict:
 
 
 class MyWorkView(StaffPermissionMixin, TemplateView):
+    """GET /my/?queue=mine|unassigned. An unknown queue is 400; the unassigned queue without
+    the managers' permission is 403."""
+
     permission_required = "crm.view_customer"
     template_name = "crm/my_work.html"
 
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        context.update(_my_context(self.request))
-        return context
+    def get(self, request, *args, **kwargs):
+        try:
+            queue = _queue_name(request, request.GET.get("queue"))
+        except BadQueue as exc:
+            context = _my_context(request)
+            context["queue_error"] = str(exc)
+            return render(request, self.template_name, context, status=400)
+        context = self.get_context_data(**kwargs)
+        context.update(_my_context(request, queue=queue))
+        return self.render_to_response(context)
 
 
 class FollowUpDoneView(StaffPermissionMixin, View):
@@ -45,6 +110,10 @@ class FollowUpDoneView(StaffPermissionMixin, View):
 
     def post(self, request, pk):
         follow_up = get_object_or_404(FollowUp, pk=pk)
+        try:
+            queue = _queue_name(request, request.POST.get("queue"))
+        except BadQueue:
+            queue = MINE  # only decides where to go back to
         form = FollowUpDoneForm(request.POST)
         if form.is_valid():
             try:
@@ -55,6 +124,9 @@ class FollowUpDoneView(StaffPermissionMixin, View):
                 form.add_error(None, exc.messages)
             else:
                 messages.success(request, _("Follow-up done."))
-                return HttpResponseRedirect(reverse("crm:my_work"))
-        context = _my_context(request, done_form=form, done_id=follow_up.pk)
+                url = reverse("crm:my_work")
+                if queue != MINE:
+                    url += f"?queue={queue}"
+                return HttpResponseRedirect(url)
+        context = _my_context(request, queue=queue, done_form=form, done_id=follow_up.pk)
         return render(request, "crm/my_work.html", context, status=400)
