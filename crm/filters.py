@@ -2,12 +2,16 @@
 
 import django_filters
 from django import forms
+from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from .models import BuyerType, Channel, CustomerStatus
+from .querysets import SEARCH_MIN_WORD, search_words
 from .selectors import customer_search, staff_list
 
 DECILES = [(i, str(i)) for i in range(1, 11)]
+UNSEGMENTED = "none"
 
 
 class IntRangeWidget(django_filters.widgets.RangeWidget):
@@ -30,8 +34,32 @@ class IntRangeFilter(django_filters.RangeFilter):
     field_class = IntRangeField
 
 
+def validate_search(value: str) -> None:
+    """A search needs one word of at least three characters: shorter words cannot use the
+    trigram index and would scan every customer."""
+    if value and not search_words(value):
+        raise ValidationError(
+            _("Enter at least %(n)d characters in one word."),
+            code="too_short",
+            params={"n": SEARCH_MIN_WORD},
+        )
+
+
+def bucket_choices():
+    """Active buckets by priority, then "Unsegmented". The buckets come from the segments app
+    when it is installed (imported here, lazily: crm never depends on segments)."""
+    choices = []
+    if apps.is_installed("segments"):
+        from segments.selectors import active_buckets
+
+        choices = [(str(pk), name) for pk, name in active_buckets().values_list("pk", "name")]
+    return [*choices, (UNSEGMENTED, _("Unsegmented"))]
+
+
 class CustomerFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(label=_("Search"), method="filter_search", max_length=100)
+    q = django_filters.CharFilter(
+        label=_("Search"), method="filter_search", max_length=100, validators=[validate_search]
+    )
     owner = django_filters.ModelChoiceFilter(
         label=_("Owner"),
         queryset=staff_list(),
@@ -51,6 +79,16 @@ class CustomerFilter(django_filters.FilterSet):
     channel = django_filters.ChoiceFilter(
         label=_("Channel"), field_name="metrics__preferred_channel", choices=Channel.choices
     )
+    bucket = django_filters.ChoiceFilter(
+        label=_("Bucket"), choices=bucket_choices, method="filter_bucket", empty_label=_("any")
+    )
 
     def filter_search(self, queryset, name, value):
         return customer_search(qs=queryset, text=value)
+
+    def filter_bucket(self, queryset, name, value):
+        """Current bucket (segments' CurrentMembership). Unsegmented also covers customers the
+        nightly job has not placed yet (no membership row)."""
+        if value == UNSEGMENTED:
+            return queryset.filter(current_membership__bucket__isnull=True)
+        return queryset.filter(current_membership__bucket_id=int(value))

@@ -11,6 +11,7 @@ from django.contrib.auth.models import AbstractUser
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -218,6 +219,12 @@ class Customer(models.Model):
             models.Index(fields=["status", "id"], name="customer_status_idx"),
             models.Index(fields=["last_name", "first_name"], name="customer_name_idx"),
             models.Index(fields=["email"], name="customer_email_idx"),
+            # The customer list's filters and sortable columns (issue 5); the trigram index
+            # for search is PostgreSQL-only and made by migration 0005 (RunPython).
+            models.Index(fields=["service_effort"], name="customer_effort_idx"),
+            models.Index(fields=["influence"], name="customer_influence_idx"),
+            models.Index(fields=["city"], name="customer_city_idx"),
+            models.Index(Upper("city"), name="customer_city_upper_idx"),
         ]
 
     def __str__(self) -> str:
@@ -583,6 +590,7 @@ class CustomerMetrics(models.Model):
             models.Index(fields=["value_decile"], name="metrics_decile_idx"),
             models.Index(fields=["buyer_type"], name="metrics_buyer_type_idx"),
             models.Index(fields=["-contribution_lifetime"], name="metrics_contrib_life_idx"),
+            models.Index(fields=["preferred_channel"], name="metrics_channel_idx"),
         ]
 
     def __str__(self) -> str:

@@ -5,6 +5,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import (
     DecimalField,
     ExpressionWrapper,
@@ -24,6 +25,7 @@ from . import roles
 from .assignments import Account, Proposal, even_out_proposal
 from .models import (
     Customer,
+    CustomerMetrics,
     FollowUp,
     Interaction,
     Order,
@@ -61,6 +63,49 @@ def customer_list(*, user, search: str = "") -> QuerySet[Customer]:
 def customer_search(*, qs: QuerySet[Customer], text: str) -> QuerySet[Customer]:
     """Narrow `qs` to customers whose name, email or phone contains every word of `text`."""
     return qs.search(text)
+
+
+@dataclass(frozen=True)
+class ListCount:
+    """How many rows a list shows, without COUNT(*) over a million rows.
+
+    kind "estimate": the table's row estimate from PostgreSQL's statistics (pg_class.reltuples,
+    refreshed by ANALYZE/autovacuum), for the unfiltered list. kind "exact": a filtered count
+    below `limit`. kind "more": a filtered list with more than `limit` matches (counting stops
+    there)."""
+
+    kind: str
+    value: int
+
+
+COUNT_LIMIT = 1000
+
+
+def table_row_estimate(model) -> int | None:
+    """PostgreSQL's estimate of the rows of `model`'s table (None when never analysed or not
+    on PostgreSQL)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+            [model._meta.db_table],
+        )
+        row = cursor.fetchone()
+    return row[0] if row and row[0] >= 0 else None
+
+
+def list_count(*, qs: QuerySet, filtered: bool, limit: int | None = None) -> ListCount:
+    """The count line of a list: an estimate when unfiltered (exact on small tables), else a
+    count that stops after `limit` (default COUNT_LIMIT) + 1 rows
+    (SELECT COUNT(*) FROM (... LIMIT n))."""
+    limit = limit or COUNT_LIMIT
+    if not filtered:
+        estimate = table_row_estimate(qs.model)
+        if estimate is not None and estimate > limit:
+            return ListCount("estimate", estimate)
+    n = qs.order_by().values("pk")[: limit + 1].count()
+    return ListCount("more", limit) if n > limit else ListCount("exact", n)
 
 
 def customer_get(*, customer_id: int) -> Customer:
@@ -167,12 +212,19 @@ def customers_with_contribution(qs: QuerySet[Customer] | None = None) -> QuerySe
     )
 
 
-def high_value_accounts(*, unassigned_only: bool = False, owner=None) -> QuerySet[Customer]:
-    """The top 10 % of all customers by live lifetime contribution: NTILE(10) over lifetime
-    contribution (margin - cost to serve), descending, decile 1. Ties are broken by id so the
-    cut is deterministic. Filters (unassigned, owner) apply after ranking, so they narrow the
-    top decile rather than re-rank within the filtered set.
-    """
+HIGH_VALUE_LIVE = "live"
+HIGH_VALUE_NIGHTLY = "nightly"
+
+
+def high_value_source() -> tuple[str, date | None]:
+    """Where the high-value ranking comes from: the nightly metrics (value_decile computed by
+    crm.metrics over lifetime contribution) with their date, or, before any nightly run, the
+    live computation over all orders and interactions (slow at scale)."""
+    as_of = CustomerMetrics.objects.order_by("pk").values_list("as_of", flat=True).first()
+    return (HIGH_VALUE_NIGHTLY, as_of) if as_of else (HIGH_VALUE_LIVE, None)
+
+
+def _high_value_live() -> QuerySet[Customer]:
     ranked = customers_with_contribution().annotate(
         decile=Window(
             expression=Ntile(10), order_by=[F("contribution_total").desc(), F("id").asc()]
@@ -181,9 +233,38 @@ def high_value_accounts(*, unassigned_only: bool = False, owner=None) -> QuerySe
     # Rank everyone first, in a subquery: a plain .filter() next to the window filter would
     # be applied before the window and re-rank the filtered set.
     top_ids = ranked.filter(decile=1).values("pk")
-    qs = customers_with_contribution(
+    return customers_with_contribution(
         Customer.objects.select_related("owner").filter(pk__in=Subquery(top_ids))
     )
+
+
+def _high_value_nightly() -> QuerySet[Customer]:
+    return (
+        Customer.objects.select_related("owner")
+        .filter(metrics__value_decile=1)
+        .annotate(
+            margin_total=F("metrics__margin_lifetime"),
+            cost_to_serve_total=F("metrics__cost_to_serve_lifetime"),
+            contribution_total=F("metrics__contribution_lifetime"),
+        )
+    )
+
+
+def high_value_accounts(
+    *, unassigned_only: bool = False, owner=None, source: str | None = None
+) -> QuerySet[Customer]:
+    """The top 10 % of all customers by lifetime contribution (margin - cost to serve): decile 1
+    of NTILE(10) over lifetime contribution, descending, ties broken by id.
+
+    `source` (default: high_value_source()) "nightly" reads the decile and totals from
+    crm.CustomerMetrics (an indexed read, as of the last nightly run); "live" computes them now
+    from every order and interaction (correct before any run, but seconds at a million
+    customers). Filters (unassigned, owner) apply after ranking, so they narrow the top decile
+    rather than re-rank within the filtered set. Annotates margin_total, cost_to_serve_total
+    and contribution_total.
+    """
+    source = source or high_value_source()[0]
+    qs = _high_value_nightly() if source == HIGH_VALUE_NIGHTLY else _high_value_live()
     if unassigned_only:
         qs = qs.filter(owner__isnull=True)
     elif owner is not None:

@@ -1,10 +1,65 @@
 """django-tables2 tables of the crm screens."""
 
 import django_tables2 as tables
+from django.core.paginator import EmptyPage, Page
+from django.db.models import QuerySet
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django_tables2.paginators import LazyPaginator
+from django_tables2.rows import BoundRow
 
 from .models import Customer
+
+MAX_OFFSET = 100_000  # rows; pages beyond are refused (narrow the filters instead)
+DEFERRED_JOIN_FROM = 500  # offset from which a page is fetched ids-first
+
+
+class BoundedLazyPaginator(LazyPaginator):
+    """No COUNT(*) (LazyPaginator: a look-ahead row says whether a next page exists), no page
+    beyond MAX_OFFSET rows, and deep pages fetched as a "deferred join": first the page's ids
+    with OFFSET over the customer table alone (index-only where the sort allows), then the 50
+    rows with their joins. A plain OFFSET would join owner and metrics for every skipped row.
+    """
+
+    max_offset = MAX_OFFSET
+    too_deep = False  # set when a page beyond max_page was asked for (max_page is shown)
+
+    def validate_number(self, number):
+        number = super().validate_number(number)
+        if number > self.max_page:
+            self.too_deep = True
+            number = self.max_page
+        return number
+
+    @property
+    def max_page(self) -> int:
+        return self.max_offset // self.per_page + 1
+
+    def page(self, number):
+        page = self._page(number)
+        self._num_pages = min(self._num_pages, self.max_page)  # no "next" past the limit
+        return page
+
+    def _page(self, number):
+        number = self.validate_number(number or 1)
+        bottom = (number - 1) * self.per_page
+        queryset = getattr(getattr(self.object_list, "data", None), "data", None)
+        if bottom < DEFERRED_JOIN_FROM or not isinstance(queryset, QuerySet):
+            return super().page(number)
+        top = bottom + self.per_page + self.orphans + (self.look_ahead - 1) * self.per_page + 1
+        ids = list(queryset.values_list("pk", flat=True)[bottom:top])
+        position = {pk: i for i, pk in enumerate(ids)}
+        records = sorted(queryset.order_by().filter(pk__in=ids), key=lambda r: position[r.pk])
+        table = self.object_list.table
+        objects = [BoundRow(record, table=table) for record in records]
+        if len(objects) > self.per_page + self.orphans:
+            self._num_pages = number + len(objects) // self.per_page
+            objects = objects[: self.per_page]
+        elif number != 1 and len(objects) <= self.orphans:
+            raise EmptyPage(_("That page contains no results"))
+        else:
+            self._num_pages = self._final_num_pages = number
+        return Page(objects, number, self)
 
 
 class CapPerPageMixin:
@@ -25,13 +80,24 @@ class CustomerTable(CapPerPageMixin, tables.Table):
         order_by=("last_name", "first_name"),
         verbose_name=_("Name"),
     )
-    owner = tables.Column(verbose_name=_("Owner"), order_by=("owner__last_name",))
+    # Sortable columns are exactly those with an index (crm migration 0005); sorting a million
+    # rows by a joined column (owner name, metrics, bucket) would sort them all for one page.
+    phone = tables.Column(verbose_name=_("Phone"), orderable=False)
+    owner = tables.Column(verbose_name=_("Owner"), orderable=False)
     buyer_type = tables.Column(
-        accessor="metrics__buyer_type", verbose_name=_("Buyer type"), default=""
+        accessor="metrics__buyer_type", verbose_name=_("Buyer type"), default="", orderable=False
     )
-    decile = tables.Column(accessor="metrics__value_decile", verbose_name=_("Decile"), default="")
+    decile = tables.Column(
+        accessor="metrics__value_decile", verbose_name=_("Decile"), default="", orderable=False
+    )
     channel = tables.Column(
-        accessor="metrics__preferred_channel", verbose_name=_("Channel"), default=""
+        accessor="metrics__preferred_channel",
+        verbose_name=_("Channel"),
+        default="",
+        orderable=False,
+    )
+    bucket = tables.Column(
+        accessor="pk", verbose_name=_("Bucket"), orderable=False, empty_values=()
     )
     status = tables.Column(verbose_name=_("Status"))
 
@@ -51,9 +117,15 @@ class CustomerTable(CapPerPageMixin, tables.Table):
             "buyer_type",
             "decile",
             "channel",
+            "bucket",
         )
         order_by = ("id",)
         empty_text = _("No customers match.")
+
+    def __init__(self, *args, show_bucket: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not show_bucket:
+            self.columns.hide("bucket")
 
     def render_status(self, record):
         return format_html(
@@ -65,6 +137,18 @@ class CustomerTable(CapPerPageMixin, tables.Table):
 
     def render_channel(self, record):
         return record.metrics.get_preferred_channel_display()
+
+    def render_bucket(self, record):
+        """The current bucket from segments' membership row, joined by the view (no query)."""
+        membership = getattr(record, "current_membership", None)
+        bucket = getattr(membership, "bucket", None)
+        if bucket is None:
+            return _("Unsegmented")
+        return format_html(
+            '<span class="badge" style="border-left: 4px solid {}">{}</span>',
+            bucket.colour,
+            bucket.name,
+        )
 
 
 class HighValueTable(CapPerPageMixin, tables.Table):

@@ -121,7 +121,8 @@ def test_customer_list_constant_queries(client_support, django_assert_max_num_qu
     CustomerMetrics.objects.bulk_create(
         [CustomerMetrics(customer=c, as_of=date(2026, 1, 1), value_decile=3) for c in customers]
     )
-    with django_assert_max_num_queries(8):
+    # + the row estimate / bounded count and the bucket choices of the filter form
+    with django_assert_max_num_queries(10):
         response = client_support.get("/customers/", {"per_page": 200})
     assert response.status_code == 200
 
@@ -143,7 +144,7 @@ def test_csv_export_contains_filtered_rows(client_support, support_user):
     alice = next(r for r in rows if r[1] == "Alice")
     assert alice[2] == "'=HYPERLINK()"  # formula neutralised
     assert alice[7] == "support"
-    assert alice[10:] == ["regular", "2", "online"]
+    assert alice[10:13] == ["regular", "2", "online"]
     assert not any(r[1] == "Carl" for r in rows)
 
 

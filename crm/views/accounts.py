@@ -1,4 +1,4 @@
-"""High-value accounts (top 10 % by live lifetime contribution): assign and even out."""
+"""High-value accounts (top 10 % by lifetime contribution, nightly or live): assign, even out."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -9,23 +9,27 @@ from django.utils.translation import gettext as _
 from django.views import View
 from django.views.generic import TemplateView
 from django_tables2 import RequestConfig
-from django_tables2.paginators import LazyPaginator
 
 from crm import selectors, services
 from crm.assignments import DEFAULT_EFFORT
 from crm.forms import BulkAssignForm, EvenOutApplyForm, EvenOutForm
 from crm.permissions import StaffPermissionMixin
-from crm.tables import HighValueTable
+from crm.tables import BoundedLazyPaginator, HighValueTable
 
 
 def _high_value_context(request, assign_form=None) -> dict:
     unassigned_only = request.GET.get("unassigned") == "1"
-    table = HighValueTable(selectors.high_value_accounts(unassigned_only=unassigned_only))
-    RequestConfig(request, paginate={"paginator_class": LazyPaginator, "per_page": 50}).configure(
-        table
+    source, as_of = selectors.high_value_source()
+    table = HighValueTable(
+        selectors.high_value_accounts(unassigned_only=unassigned_only, source=source)
     )
+    RequestConfig(
+        request, paginate={"paginator_class": BoundedLazyPaginator, "per_page": 50}
+    ).configure(table)
     return {
         "table": table,
+        "source": source,
+        "as_of": as_of,
         "unassigned_only": unassigned_only,
         "assign_form": assign_form or BulkAssignForm(),
         "even_out_form": EvenOutForm(),

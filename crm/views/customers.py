@@ -2,6 +2,7 @@
 
 import csv
 
+from django.apps import apps
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
@@ -13,7 +14,6 @@ from django.views import View
 from django.views.generic import TemplateView
 from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
-from django_tables2.paginators import LazyPaginator
 
 from crm import selectors, services
 from crm.filters import CustomerFilter
@@ -27,7 +27,7 @@ from crm.forms import (
 )
 from crm.models import Customer, SocialProfile
 from crm.permissions import StaffPermissionMixin
-from crm.tables import CustomerTable
+from crm.tables import BoundedLazyPaginator, CustomerTable
 
 CSV_COLUMNS = [
     ("id", gettext_lazy("id")),
@@ -44,6 +44,12 @@ CSV_COLUMNS = [
     ("metrics__value_decile", gettext_lazy("value decile")),
     ("metrics__preferred_channel", gettext_lazy("preferred channel")),
 ]
+BUCKET_CSV_COLUMN = ("current_membership__bucket__name", gettext_lazy("bucket"))
+
+
+def _with_buckets() -> bool:
+    """The bucket filter and column need the segments app (crm does not depend on it)."""
+    return apps.is_installed("segments")
 
 
 class _Echo:
@@ -67,11 +73,27 @@ class CustomerListView(StaffPermissionMixin, SingleTableMixin, FilterView):
     template_name = "crm/customer_list.html"
     table_class = CustomerTable
     filterset_class = CustomerFilter
-    paginator_class = LazyPaginator  # no COUNT(*) over the whole table
+    paginator_class = BoundedLazyPaginator  # no COUNT(*), bounded depth, deferred joins
     table_pagination = {"per_page": 50}
 
     def get_queryset(self):
-        return selectors.customer_list(user=self.request.user)
+        qs = selectors.customer_list(user=self.request.user)
+        if _with_buckets():
+            # segments' current-membership row (one per customer) and its bucket, joined.
+            qs = qs.select_related("current_membership__bucket")
+        return qs
+
+    def get_table_kwargs(self):
+        return {"show_bucket": _with_buckets()}
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        filterset = context["filter"]
+        data = filterset.form.cleaned_data if filterset.is_bound else {}
+        filtered = any(value not in (None, "", [], ()) for value in data.values())
+        context["list_count"] = selectors.list_count(qs=self.object_list, filtered=filtered)
+        context["paginator"] = context["table"].paginator
+        return context
 
     def get(self, request, *args, **kwargs):
         if request.GET.get("export") == "csv":
@@ -85,11 +107,12 @@ class CustomerListView(StaffPermissionMixin, SingleTableMixin, FilterView):
         order_by = self.request.GET.getlist("sort")
         if order_by:
             table.order_by = order_by
-        rows = table.data.data.values_list(*[name for name, _label in CSV_COLUMNS])
+        columns = [*CSV_COLUMNS, BUCKET_CSV_COLUMN] if _with_buckets() else CSV_COLUMNS
+        rows = table.data.data.values_list(*[name for name, _label in columns])
         writer = csv.writer(_Echo())
 
         def stream():
-            yield writer.writerow([str(label) for _name, label in CSV_COLUMNS])
+            yield writer.writerow([str(label) for _name, label in columns])
             for row in rows.iterator(chunk_size=2000):
                 yield writer.writerow([_csv_safe(v) for v in row])
 
