@@ -20,8 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 from django.db import connection
 
@@ -264,6 +266,18 @@ ICH = [c for c, _w in INTERACTION_CHANNELS]
 ICH_CUM = _cumulative([w for _c, w in INTERACTION_CHANNELS])
 OUT = [o for o, _w in OUTCOMES]
 OUT_CUM = _cumulative([w for _o, w in OUTCOMES])
+
+
+def _lognormal_table(mu: float, sigma: float, size: int = 4096) -> list[float]:
+    """Quantiles of a log-normal: indexing with int(random() * size) samples it, fast."""
+    normal = NormalDist(mu, sigma)
+    return [math.exp(normal.inv_cdf((i + 0.5) / size)) for i in range(size)]
+
+
+REVENUE_CENTS = [int(v) for v in _lognormal_table(10.6, 0.7)]  # median about 40.00
+MINUTES = [min(1440, max(1, int(v))) for v in _lognormal_table(2.2, 0.8)]  # median 9 min
+PRICE_ENDINGS = (99, 0, 50, 90)
+
 # exp(sigma^2 / 2): the mean of lognormvariate(0, sigma), to scale the activity to the targets.
 SIGMA = 1.1
 LOGNORMAL_MEAN = math.exp(SIGMA * SIGMA / 2)
@@ -321,14 +335,15 @@ def generate_chunk(
     n_servers = len(servers)
 
     def pick(cum: list[int]) -> int:
-        r = randrange(cum[-1])
-        for i, c in enumerate(cum):
-            if r < c:
-                return i
-        return len(cum) - 1
+        return bisect_right(cum, rand() * cum[-1])
 
     def moment(day: int) -> str:
-        return f"{days[day]} {8 + randrange(12):02d}:{randrange(60):02d}:{randrange(60):02d}+00"
+        sec = int(rand() * 43200)  # office hours, 08:00-20:00 UTC
+        return f"{days[day]} {8 + sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}+00"
+
+    n_brands, n_categories, n_summaries = len(BRANDS), len(CATEGORIES), len(SUMMARIES)
+    n_table = len(REVENUE_CENTS)
+    ich_total, out_total = ICH_CUM[-1], OUT_CUM[-1]
 
     for cid in range(first_id, first_id + count):
         first, last = choice(FIRST_NAMES), choice(LAST_NAMES)
@@ -345,50 +360,58 @@ def generate_chunk(
         n_orders = int(activity * order_scale + rand())
         owner = staff_ids[randrange(n_staff)] if rand() < 0.7 or activity > 3 else None
 
-        last_order_day = None
+        last_order_day = -1
         for _ in range(n_orders):
-            day = acq_day + randrange(span)
-            if last_order_day is None or day > last_order_day:
+            day = acq_day + int(rand() * span)
+            if day > last_order_day:
                 last_order_day = day
-            revenue = int(lognorm(10.6, 0.7))  # cents; median about 40.00
-            margin = revenue * (15 + randrange(30)) // 100
+            base = REVENUE_CENTS[int(rand() * n_table)]
+            revenue = max(100, base - base % 100) + PRICE_ENDINGS[int(rand() * 4)]
+            margin = revenue * (15 + int(rand() * 30)) // 100 // 25 * 25
             # SQLite checks margin = revenue - cost in binary floating point: keep it exact.
+            # Margins in quarters make it exact 9 times in 10; a quarter price always is.
+            tries = 0
             while revenue / 100 - (revenue - margin) / 100 != margin / 100:
-                margin += 1
+                tries += 1
+                if tries < 4:
+                    margin += 25
+                else:
+                    revenue -= revenue % 25
             cost = revenue - margin
+            r = rand()
             orders.append(
                 (
                     cid,
                     "",
                     moment(day),
-                    "online" if rand() < 0.6 else ("store" if rand() < 0.8 else "phone"),
+                    "online" if r < 0.6 else ("store" if r < 0.92 else "phone"),
                     f"{revenue // 100}.{revenue % 100:02d}",
                     f"{cost // 100}.{cost % 100:02d}",
                     f"{margin // 100}.{margin % 100:02d}",
-                    choice(BRANDS),
-                    choice(CATEGORIES),
+                    BRANDS[int(rand() * n_brands)],
+                    CATEGORIES[int(rand() * n_categories)],
                 )
             )
+        last_order_day = None if last_order_day < 0 else last_order_day
 
         # Interactions follow the same customer's activity with their own noise.
         n_inter = int(activity * interaction_scale * lognorm(0, 0.5) / 1.13 + rand())
+        own_server = owner in servers
         for _ in range(n_inter):
-            day = acq_day + randrange(span)
+            day = acq_day + int(rand() * span)
             at = moment(day)
-            minutes = min(1440, max(1, int(lognorm(2.2, 0.8))))
-            outcome = OUT[pick(OUT_CUM)]
-            follow = days[min(day + 3, DAYS)] if outcome == "follow_up" else None
+            outcome = OUT[bisect_right(OUT_CUM, rand() * out_total)]
             interactions.append(
                 (
                     cid,
-                    owner if owner in servers and rand() < 0.5 else servers[randrange(n_servers)],
+                    owner if own_server and rand() < 0.5 else servers[int(rand() * n_servers)],
                     at,
-                    ICH[pick(ICH_CUM)],
+                    ICH[bisect_right(ICH_CUM, rand() * ich_total)],
                     "inbound" if rand() < 0.75 else "outbound",
-                    minutes,
-                    choice(SUMMARIES),
+                    MINUTES[int(rand() * n_table)],
+                    SUMMARIES[int(rand() * n_summaries)],
                     outcome,
-                    follow,
+                    days[min(day + 3, DAYS)] if outcome == "follow_up" else None,
                     "",
                     at,
                 )

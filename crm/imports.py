@@ -24,9 +24,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -201,7 +203,12 @@ def p_int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+_PLAIN_MONEY = re.compile(r"\d{1,12}(?:\.\d{1,2})?")
+
+
 def p_money(value: str) -> Decimal:
+    if _PLAIN_MONEY.fullmatch(value):  # the common case, already valid: skip the checks
+        return Decimal(value)
     try:
         amount = Decimal(value)
     except InvalidOperation:
@@ -233,8 +240,12 @@ def p_datetime(value: str) -> dt.datetime:
             % {"value": value[:50]}
         )
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.get_current_timezone())
+        moment = moment.replace(tzinfo=_IMPORT_TZ.get() or timezone.get_current_timezone())
     return moment
+
+
+# The current time zone, looked up once per import: naive date-times in the file are local.
+_IMPORT_TZ: ContextVar[dt.tzinfo | None] = ContextVar("import_tz", default=None)
 
 
 def p_email(value: str) -> str:
@@ -313,6 +324,7 @@ def _parse_rows(
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
     """Check the header, then yield (line, values) for every row that parses; errors go to the
     report. Every column of `columns` gets a value (its default when absent or empty)."""
+    _IMPORT_TZ.set(timezone.get_current_timezone())
     stream = _text_stream(file)
     reader = csv.reader(stream, strict=True)
     try:
@@ -321,7 +333,7 @@ def _parse_rows(
         raise ImportFileError(_("The file is not UTF-8 text. Save it as CSV UTF-8 and retry."))
     except csv.Error as exc:
         raise ImportFileError(_("The header is not valid CSV: %(error)s") % {"error": exc}, 1)
-    specs = [columns[name] for name in header]
+    specs = [(c.name, c.parse, c.required, c.default) for c in (columns[n] for n in header)]
     absent = {c.name: c.default for c in columns.values() if c.name not in header}
     width = len(header)
 
@@ -343,20 +355,20 @@ def _parse_rows(
                         % {"width": width, "found": len(row)},
                     )
                     continue
-                values = dict(absent)
+                values = absent.copy()
                 bad = False
-                for spec, cell in zip(specs, row, strict=True):
+                for (name, parse, required, default), cell in zip(specs, row, strict=False):
                     cell = cell.strip()
                     if not cell:
-                        if spec.required:
-                            report.add_error(line, spec.name, _("a value is required"))
+                        if required:
+                            report.add_error(line, name, _("a value is required"))
                             bad = True
-                        values[spec.name] = spec.default
+                        values[name] = default
                         continue
                     try:
-                        values[spec.name] = spec.parse(cell)
+                        values[name] = parse(cell)
                     except ValueError as exc:
-                        report.add_error(line, spec.name, str(exc))
+                        report.add_error(line, name, str(exc))
                         bad = True
                 if not bad:
                     yield line, values
@@ -739,8 +751,9 @@ def _facts_pg(spec: Spec, rows: Iterable[tuple], report: ImportReport, create_cu
         cursor.execute(
             f"INSERT INTO {table} ({', '.join(targets)}) "  # noqa: S608
             f"SELECT {', '.join(theirs + ['%s'] * len(extra_cols))} FROM {stage.name} s {inner} "
-            f"WHERE s.external_id = '' OR NOT EXISTS "
-            f"(SELECT 1 FROM {table} t WHERE t.external_id = s.external_id)",
+            # A plain NOT EXISTS becomes a hash anti-join; rows without an id never match.
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} t "
+            "WHERE t.external_id = s.external_id AND t.external_id <> '')",
             extra_vals,
         )
         report.created = cursor.rowcount
