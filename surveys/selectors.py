@@ -151,6 +151,28 @@ def invitation_for_hash(digest: str) -> Invitation | None:
         return None
     return (
         Invitation.objects.select_related("campaign__survey", "customer")
+        # Only what the public pages and response_submit use: the customer table is wide and
+        # this lookup runs on every survey request.
+        .only(
+            "id",
+            "campaign_id",
+            "customer_id",
+            "opened_at",
+            "sent_at",
+            "campaign__id",
+            "campaign__survey_id",
+            "campaign__expires_at",
+            "campaign__coupon_code",
+            "campaign__survey__id",
+            "campaign__survey__title_en",
+            "campaign__survey__title_ko",
+            "campaign__survey__intro_en",
+            "campaign__survey__intro_ko",
+            "customer__id",
+            "customer__first_name",
+            "customer__preferred_language",
+            "customer__owner_id",
+        )
         .filter(Q(token_hash=digest) | Q(reminder_token_hash=digest))
         .annotate(
             answered=Exists(Response.objects.filter(invitation=OuterRef("pk"))),

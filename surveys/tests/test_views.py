@@ -274,3 +274,34 @@ def test_invitation_stats_on_campaign_page(client_support):
     stats = page.context["stats"]
     assert (stats.sent, stats.opened, stats.answered) == (3, 1, 1)
     assert "33 %" in page.content.decode()
+
+
+def test_nps_by_bucket_groups_by_current_bucket():
+    from segments.models import Bucket, CurrentMembership
+    from surveys.selectors import nps_by_bucket
+
+    loyal = Bucket.objects.create(name="Loyal", priority=1)
+    survey = make_survey(kinds=["nps"])
+    campaign = make_campaign(survey)
+    for score in (10, 9):
+        response = _answered(campaign, nps=score)
+        CurrentMembership.objects.create(
+            customer=response.customer, bucket=loyal, since=timezone.localdate()
+        )
+    _answered(campaign, nps=0)  # no membership row: Unsegmented
+    rows = {row["bucket_name"]: row for row in nps_by_bucket(survey=survey)}
+    assert rows["Loyal"]["nps"] == 100 and rows["Loyal"]["responses"] == 2
+    assert rows["Unsegmented"]["nps"] == -100
+
+
+def test_customer_history_partial_renders():
+    from django.template.loader import render_to_string
+
+    from surveys.selectors import customer_survey_history
+
+    customer = CustomerFactory()
+    _answered(make_campaign(make_survey(kinds=["nps"])), customer, nps=2)
+    html = render_to_string(
+        "surveys/_customer_history.html", {"responses": customer_survey_history(customer)}
+    )
+    assert "unhappy" in html and "Service check" in html
