@@ -159,45 +159,62 @@ def _reason_text(bucket: Bucket, words: str) -> str:
     return text[: REASON_MAX - 1] + "…" if len(text) > REASON_MAX else text
 
 
+@dataclass
+class Assignment:
+    """Each customer's first matching rule branch, as (pk, branch) rows of `queryset`.
+
+    `branch` is a 1-based index into `bucket_ids` and `reasons` (branch 1 = Unsegmented,
+    bucket None). Keeping the long reason texts out of the per-customer rows keeps the
+    nightly write narrow.
+    """
+
+    queryset: QuerySet
+    bucket_ids: list
+    reasons: list[str]
+    used: list[Bucket]
+    skipped: list[Bucket]
+
+
 def bucket_assignment(
     *, as_of: date, customer_ids=None, buckets: list[Bucket] | None = None
-) -> tuple[QuerySet, list[Bucket], list[Bucket]]:
-    """One query giving each customer's bucket by priority: rows (id, new_bucket, new_reason).
+) -> Assignment:
+    """One query giving each customer's bucket by priority.
 
-    A single CASE expression walks the active buckets in priority order, so the first match
-    wins and NULL means Unsegmented. Returns (queryset, buckets used, buckets skipped because
-    their stored rules no longer validate).
+    A single CASE expression walks the active buckets in priority order, and within a bucket
+    whose top group is OR each top-level branch, so the first match wins (and names the
+    branch that matched); no match means Unsegmented. Buckets whose stored rules no longer
+    validate are skipped.
     """
     buckets = list(active_buckets()) if buckets is None else buckets
-    bucket_whens, reason_whens, used, skipped = [], [], [], []
+    whens, used, skipped = [], [], []
+    bucket_ids: list = [None]
+    reasons = [gettext("No active bucket matched")]
     for bucket in buckets:
-        q = _safe_compile(bucket.rules)
-        if q is None:
+        try:
+            clean = rules_mod.validate(bucket.rules)
+        except ValidationError:
             skipped.append(bucket)
             continue
         used.append(bucket)
-        bucket_whens.append(When(q, then=Value(bucket.pk)))
-        clean = rules_mod.validate(bucket.rules)
         for path, item in rules_mod.top_level_branches(clean):
             words = rules_mod.item_words(item)
             if path:
                 words = gettext("condition %(path)s, %(words)s") % {"path": path, "words": words}
-            reason_whens.append(
-                When(rules_mod.compile_item(item), then=Value(_reason_text(bucket, words)))
-            )
-    unsegmented = gettext("No active bucket matched")
+            bucket_ids.append(bucket.pk)
+            reasons.append(_reason_text(bucket, words))
+            whens.append(When(rules_mod.compile_item(item), then=Value(len(reasons))))
     qs = customers_for_rules(as_of=as_of)
     if customer_ids is not None:
         qs = qs.filter(pk__in=list(customer_ids))
-    qs = qs.annotate(
-        new_bucket=Case(*bucket_whens, default=Value(None), output_field=IntegerField())
-        if bucket_whens
-        else Value(None, output_field=IntegerField()),
-        new_reason=Case(*reason_whens, default=Value(unsegmented), output_field=CharField())
-        if reason_whens
-        else Value(unsegmented, output_field=CharField()),
-    ).values("pk", "new_bucket", "new_reason")
-    return qs.order_by(), used, skipped
+    branch = (
+        Case(*whens, default=Value(1), output_field=IntegerField())
+        if whens
+        else Value(1, output_field=IntegerField())
+    )
+    qs = qs.annotate(branch=branch).values("pk", "branch").order_by()
+    return Assignment(
+        queryset=qs, bucket_ids=bucket_ids, reasons=reasons, used=used, skipped=skipped
+    )
 
 
 @dataclass

@@ -136,29 +136,33 @@ def memberships_refresh(*, as_of: date, customer_ids=None) -> dict:
     """Re-evaluate every active bucket by priority, in SQL, and record the outcome.
 
     One CASE expression (segments.selectors.bucket_assignment) assigns each customer to the
-    first matching bucket or to Unsegmented; then, in one transaction holding an advisory
-    lock (two refreshes never interleave): open history rows are closed (left_on = as_of) for
-    customers whose bucket changed, new rows are opened (entered_on = as_of), and
-    CurrentMembership is upserted. Idempotent: a second run with the same data changes
-    nothing. Buckets whose stored rules no longer validate are skipped and reported.
+    first matching bucket or to Unsegmented, into a narrow temporary table; then, in one
+    transaction holding an advisory lock (two refreshes never interleave): open history rows
+    are closed (left_on = as_of) for customers whose bucket changed, new rows are opened
+    (entered_on = as_of), and CurrentMembership is updated and filled in. Idempotent: a
+    second run with the same data changes nothing. Buckets whose stored rules no longer
+    validate are skipped and reported.
 
     Returns {"counts": {bucket_id or None: customers}, "entered": n, "left": n,
     "skipped": [bucket ids]} (counts cover the customers evaluated).
     """
-    qs, used, skipped = selectors.bucket_assignment(as_of=as_of, customer_ids=customer_ids)
-    for bucket in skipped:
+    assignment = selectors.bucket_assignment(as_of=as_of, customer_ids=customer_ids)
+    for bucket in assignment.skipped:
         logger.warning("bucket %s skipped: its rules no longer validate", bucket.pk)
-    sql, params = qs.query.sql_with_params()
+    sql, params = assignment.queryset.query.sql_with_params()
+    bucket_ids, reasons = assignment.bucket_ids, assignment.reasons
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", [_REFRESH_LOCK])
         cur.execute("DROP TABLE IF EXISTS segments_tmp_assignment")
         cur.execute(
-            "CREATE TEMP TABLE segments_tmp_assignment (customer_id bigint PRIMARY KEY, "
-            "bucket_id bigint, reason varchar(500)) ON COMMIT DROP"
+            "CREATE TEMP TABLE segments_tmp_assignment (customer_id bigint, bucket_id bigint, "
+            "branch integer) ON COMMIT DROP"
         )
-        cur.execute(
-            "INSERT INTO segments_tmp_assignment (customer_id, bucket_id, reason) " + sql, params
-        )
+        # `sql` is Django's compiled query; its values travel as parameters.
+        insert = "INSERT INTO segments_tmp_assignment (customer_id, bucket_id, branch) "
+        insert += "SELECT s.pk, (%s::bigint[])[s.branch], s.branch FROM (" + sql + ") s"  # noqa: S608
+        cur.execute(insert, [bucket_ids, *params])
+        cur.execute("ANALYZE segments_tmp_assignment")  # temp tables get no autovacuum stats
         cur.execute(
             """UPDATE segments_bucketmembership m
                 SET left_on = GREATEST(%s, m.entered_on)
@@ -171,24 +175,34 @@ def memberships_refresh(*, as_of: date, customer_ids=None) -> dict:
         cur.execute(
             """INSERT INTO segments_bucketmembership (customer_id, bucket_id, entered_on,
                                                        left_on, reason)
-                SELECT t.customer_id, t.bucket_id, %s, NULL, t.reason
+                SELECT t.customer_id, t.bucket_id, %s, NULL, (%s::text[])[t.branch]
                 FROM segments_tmp_assignment t
                 WHERE NOT EXISTS (SELECT 1 FROM segments_bucketmembership m
                                   WHERE m.customer_id = t.customer_id AND m.left_on IS NULL)""",
-            [as_of],
+            [as_of, reasons],
         )
         entered = cur.rowcount
+        # Two plain statements rather than INSERT ... ON CONFLICT, which would lock every
+        # unchanged row too.
         cur.execute(
-            """INSERT INTO segments_currentmembership AS c (customer_id, bucket_id, since, reason)
-                SELECT t.customer_id, t.bucket_id, %s, t.reason FROM segments_tmp_assignment t
-                ON CONFLICT (customer_id) DO UPDATE
-                SET bucket_id = EXCLUDED.bucket_id,
-                    since = CASE WHEN c.bucket_id IS DISTINCT FROM EXCLUDED.bucket_id
-                                 THEN EXCLUDED.since ELSE c.since END,
-                    reason = EXCLUDED.reason
-                WHERE c.bucket_id IS DISTINCT FROM EXCLUDED.bucket_id
-                   OR c.reason IS DISTINCT FROM EXCLUDED.reason""",
-            [as_of],
+            """UPDATE segments_currentmembership c
+                SET bucket_id = t.bucket_id,
+                    since = CASE WHEN c.bucket_id IS DISTINCT FROM t.bucket_id
+                                 THEN %s ELSE c.since END,
+                    reason = (%s::text[])[t.branch]
+                FROM segments_tmp_assignment t
+                WHERE c.customer_id = t.customer_id
+                  AND (c.bucket_id IS DISTINCT FROM t.bucket_id
+                       OR c.reason IS DISTINCT FROM (%s::text[])[t.branch])""",
+            [as_of, reasons, reasons],
+        )
+        cur.execute(
+            """INSERT INTO segments_currentmembership (customer_id, bucket_id, since, reason)
+                SELECT t.customer_id, t.bucket_id, %s, (%s::text[])[t.branch]
+                FROM segments_tmp_assignment t
+                WHERE NOT EXISTS (SELECT 1 FROM segments_currentmembership c
+                                  WHERE c.customer_id = t.customer_id)""",
+            [as_of, reasons],
         )
         cur.execute("SELECT bucket_id, count(*) FROM segments_tmp_assignment GROUP BY bucket_id")
         counts = dict(cur.fetchall())
@@ -197,7 +211,7 @@ def memberships_refresh(*, as_of: date, customer_ids=None) -> dict:
         "counts": counts,
         "entered": entered,
         "left": left,
-        "skipped": [b.pk for b in skipped],
+        "skipped": [b.pk for b in assignment.skipped],
     }
 
 
