@@ -14,3 +14,8 @@ class SurveysConfig(AppConfig):
         from .snapshot_nps import nps_for_snapshot
 
         register_nps_provider(nps_for_snapshot)
+
+        # ...and the bucket-rule field latest_nps_category (segments' rule registry).
+        from .rule_fields import register as register_rule_fields
+
+        register_rule_fields()
