@@ -108,7 +108,9 @@ class BucketEditView(StaffPermissionMixin, View):
             apply_action(state, action)
             if request.headers.get("HX-Request"):
                 return render(request, "segments/_rules_editor.html", _editor_context(state))
-            return self.render_page(request, BucketForm(initial=request.POST.dict()), state, bucket)
+            # Unbound, so that reshaping rows shows no "required" errors yet.
+            initial = {**request.POST.dict(), "active": "active" in request.POST}
+            return self.render_page(request, BucketForm(initial=initial), state, bucket)
         form = BucketForm(request.POST)
         try:
             rule_tree = rules_from_state(state)

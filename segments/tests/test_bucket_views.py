@@ -183,8 +183,12 @@ def test_remove_row_without_javascript_renders_the_page(client_manager):
 
 
 def test_add_group_without_javascript(client_manager):
-    response = client_manager.post("/segments/new/", form_data(action="add_group"))
-    assert 'name="rules-groups" value="2"' in response.content.decode()
+    data = form_data(action="add_group")
+    del data["active"]
+    body = client_manager.post("/segments/new/", data).content.decode()
+    assert 'name="rules-groups" value="2"' in body
+    assert 'name="active" id="id_active" checked' not in body  # what was posted is kept
+    assert 'value="Sarah the influencer"' in body
 
 
 def test_preview_counts_alone_and_after_exclusivity(client_manager, bucket):
