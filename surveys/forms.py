@@ -104,3 +104,16 @@ class VerbatimFilterForm(forms.Form):
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
             raise forms.ValidationError(_("The start date must not be after the end date."))
         return data
+
+
+class QuestionEditForm(forms.Form):
+    text_en = forms.CharField(label=_("text (English)"), max_length=500)
+    text_ko = forms.CharField(label=_("text (Korean)"), max_length=500, required=False)
+    required = forms.BooleanField(label=_("required"), required=False)
+    options = forms.CharField(
+        label=_("options"),
+        required=False,
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("Choice questions: one option per line, value | English | Korean."),
+    )

@@ -155,6 +155,33 @@ def question_add(
     return question
 
 
+def question_update(
+    *,
+    question: Question,
+    text_en: str,
+    text_ko: str = "",
+    required: bool = True,
+    options: list[dict[str, str]] | None = None,
+) -> Question:
+    """Change a question's wording, whether it is required, and (choice kinds) its options.
+    Once answers exist, option values may not change (labels may). Raises ValidationError."""
+    if question.kind in CHOICE_KINDS:
+        options = options or []
+        if len(options) < 2:
+            raise ValidationError({"options": _("A choice question needs at least two options.")})
+        old_values = {str(o["value"]) for o in question.options}
+        if {o["value"] for o in options} != old_values and question.answers.exists():
+            raise ValidationError(
+                {"options": _("This question has answers: relabel options, but keep their values.")}
+            )
+        question.options = options
+    question.text_en, question.text_ko = text_en.strip(), text_ko.strip()
+    question.required = required
+    question.full_clean()
+    question.save(update_fields=["text_en", "text_ko", "required", "options"])
+    return question
+
+
 def question_remove(*, question: Question) -> None:
     """Delete a question that has no answers yet. Raises ValidationError otherwise (answers
     already given would lose their meaning)."""

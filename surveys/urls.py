@@ -10,6 +10,11 @@ urlpatterns: list = [
     path("surveys/<int:pk>/edit/", views.SurveyEditView.as_view(), name="survey_edit"),
     path("surveys/<int:pk>/questions/add/", views.QuestionAddView.as_view(), name="question_add"),
     path(
+        "surveys/<int:pk>/questions/<int:question_pk>/edit/",
+        views.QuestionEditView.as_view(),
+        name="question_edit",
+    ),
+    path(
         "surveys/<int:pk>/questions/<int:question_pk>/remove/",
         views.QuestionRemoveView.as_view(),
         name="question_remove",

@@ -20,7 +20,7 @@ from django_tables2 import RequestConfig, SingleTableView
 from crm.permissions import StaffPermissionMixin
 
 from . import selectors, services
-from .forms import CampaignForm, QuestionForm, SurveyForm, VerbatimFilterForm
+from .forms import CampaignForm, QuestionEditForm, QuestionForm, SurveyForm, VerbatimFilterForm
 from .models import Campaign, Question, Survey
 from .public_views import question_rows
 from .tables import CampaignTable, SurveyTable, VerbatimTable
@@ -121,6 +121,48 @@ class QuestionAddView(StaffPermissionMixin, View):
         else:
             errors = [f"{f}: {' '.join(e)}" for f, e in form.errors.items()]
         return _builder_response(request, survey, errors, form if errors else None)
+
+
+class QuestionEditView(StaffPermissionMixin, View):
+    permission_required = ("surveys.view_survey", "surveys.change_survey")
+    template_name = "surveys/question_edit.html"
+
+    def get(self, request, pk, question_pk):
+        question = get_object_or_404(Question, pk=question_pk, survey_id=pk)
+        options = "\n".join(
+            f"{o['value']} | {o['en']} | {o.get('ko', '')}" for o in question.options
+        )
+        form = QuestionEditForm(
+            initial={
+                "text_en": question.text_en,
+                "text_ko": question.text_ko,
+                "required": question.required,
+                "options": options,
+            }
+        )
+        return render(request, self.template_name, {"question": question, "form": form})
+
+    def post(self, request, pk, question_pk):
+        question = get_object_or_404(Question, pk=question_pk, survey_id=pk)
+        form = QuestionEditForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                services.question_update(
+                    question=question,
+                    text_en=data["text_en"],
+                    text_ko=data["text_ko"],
+                    required=data["required"],
+                    options=services.parse_options(data["options"]),
+                )
+            except ValidationError as exc:
+                for error in _errors(exc):
+                    form.add_error(None, error)
+            else:
+                messages.success(request, _("Question saved."))
+                return HttpResponseRedirect(reverse("surveys:survey_edit", args=[pk]))
+        question.refresh_from_db()
+        return render(request, self.template_name, {"question": question, "form": form}, status=400)
 
 
 class QuestionRemoveView(StaffPermissionMixin, View):

@@ -34,6 +34,8 @@ def _urls(survey, campaign):
         ("get", "/surveys/new/", False),
         ("get", f"/surveys/{s}/edit/", False),
         ("post", f"/surveys/{s}/questions/add/", False),
+        ("get", f"/surveys/{s}/questions/{q}/edit/", False),
+        ("post", f"/surveys/{s}/questions/{q}/edit/", False),
         ("post", f"/surveys/{s}/questions/{q}/remove/", False),
         ("get", f"/surveys/{s}/preview/", True),
         ("get", f"/surveys/{s}/results/", True),
@@ -305,3 +307,29 @@ def test_customer_history_partial_renders():
         "surveys/_customer_history.html", {"responses": customer_survey_history(customer)}
     )
     assert "unhappy" in html and "Service check" in html
+
+
+def test_edit_a_question_and_keep_answered_option_values(client_manager):
+    invitation, _ = make_invitation()
+    survey = invitation.campaign.survey
+    single = survey.questions.get(kind="single")
+    url = f"/surveys/{survey.pk}/questions/{single.pk}/edit/"
+    assert "a | Apples | 사과" in client_manager.get(url).content.decode()
+    saved = client_manager.post(
+        url, {"text_en": "Fruit?", "text_ko": "과일?", "options": "a | Apple\nb | Banana"}
+    )
+    assert saved.status_code == 302
+    single.refresh_from_db()
+    assert single.text_en == "Fruit?" and not single.required
+    assert single.options[0] == {"value": "a", "en": "Apple", "ko": ""}
+    response = Response.objects.create(
+        invitation=invitation,
+        campaign=invitation.campaign,
+        survey=survey,
+        customer=invitation.customer,
+    )
+    Answer.objects.create(response=response, question=single, kind="single", value_text="a")
+    refused = client_manager.post(url, {"text_en": "Fruit?", "options": "x | X\ny | Y"})
+    assert refused.status_code == 400 and "keep their values" in refused.content.decode()
+    single.refresh_from_db()
+    assert [o["value"] for o in single.options] == ["a", "b"]
