@@ -214,6 +214,8 @@ def rules_from_state(state: EditorState):
             return json.loads(state.json_text)
         except json.JSONDecodeError as exc:
             raise ValueError(_("Rules JSON does not parse: %(error)s") % {"error": exc})
+        except RecursionError:
+            raise ValueError(_("Rules JSON is nested too deeply."))
     state_number_paths(state)
 
     def condition(row: Row) -> dict:

@@ -325,3 +325,11 @@ def test_customer_page_before_any_refresh(client_support):
     customer = CustomerFactory()
     body = client_support.get(f"/customers/{customer.pk}/").content.decode()
     assert "Not evaluated yet" in body
+
+
+def test_absurdly_nested_json_is_a_400_not_a_500(client_manager):
+    data = form_data(**{"rules-mode": "json", "rules-json": "[" * 50_000 + "]" * 50_000})
+    response = client_manager.post("/segments/new/", data)
+    assert response.status_code == 400
+    preview = client_manager.post("/segments/preview/", data)
+    assert preview.status_code == 200 and "nested too deeply" in preview.content.decode()
