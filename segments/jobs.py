@@ -387,8 +387,9 @@ def roi_recalculate(
             counts = _watermarks()
             with transaction.atomic():
                 if connection.vendor == "postgresql":
-                    with connection.cursor() as cur:  # big sorts in memory, this batch only
-                        cur.execute("SET LOCAL work_mem = '256MB'")
+                    with connection.cursor() as cur:  # this batch only: sorts in memory, and
+                        cur.execute("SET LOCAL work_mem = '256MB'")  # no JIT, whose compile
+                        cur.execute("SET LOCAL jit = off")  # time the big CTEs never repay
                 if progress:
                     progress("metrics")
                 ids = None
