@@ -979,8 +979,12 @@ def _customers_pg(rows, report, present, with_owner, user) -> None:
             params += [by, now]
             effort_cols = ["effort_rated_by_id", "effort_rated_at"]
         updated = present + (["owner_id"] if with_owner else [])
-        sets = [f"{n} = EXCLUDED.{n}" for n in updated + effort_cols] + [
-            "updated_at = EXCLUDED.updated_at"
+        sets = [f"{n} = EXCLUDED.{n}" for n in updated] + ["updated_at = EXCLUDED.updated_at"]
+        # Who rated the effort and when changes only with the effort itself.
+        sets += [
+            f"{n} = CASE WHEN {customers}.service_effort IS DISTINCT FROM EXCLUDED.service_effort "
+            f"THEN EXCLUDED.{n} ELSE {customers}.{n} END"
+            for n in effort_cols
         ]
         changed = (
             f"({', '.join(f'{customers}.{n}' for n in updated)}) IS DISTINCT FROM "

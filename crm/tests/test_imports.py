@@ -239,6 +239,14 @@ def test_customers_import_creates_then_is_idempotent_then_updates():
     assert (change.from_owner, change.to_owner, change.changed_by) == (staff, None, manager)
     rating = RatingChange.objects.get(customer=ann)
     assert (rating.old_value, rating.new_value) == (4, 7)
+    assert ann.effort_rated_by == manager
+
+    # Another column changes: who rated the effort, and when, stay as they were.
+    rated_at = ann.effort_rated_at
+    imports.customers_import(file=csv_file("external_id,first_name,service_effort\nK1,Anna,7\n"))
+    ann.refresh_from_db()
+    assert (ann.first_name, ann.effort_rated_by, ann.effort_rated_at) == ("Anna", manager, rated_at)
+    assert RatingChange.objects.filter(customer=ann).count() == 1
 
 
 def test_customers_validation():
