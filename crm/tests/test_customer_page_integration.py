@@ -245,3 +245,12 @@ def test_query_count_is_constant(client_support, support_user, django_assert_max
         _response, body = page(client_support, big)
     assert "Note 0" in body and "Note 19" in body  # the newest 20 responses
     assert "Note 20" not in body and "Note 49" not in body
+
+
+def test_managers_get_a_send_survey_link_support_does_not(client, support_user, manager):
+    customer = CustomerFactory()
+    link = f'href="/surveys/campaigns/new/?customer={customer.pk}"'
+    client.force_login(manager)
+    assert link in page(client, customer)[1]
+    client.force_login(support_user)
+    assert link not in page(client, customer)[1]
