@@ -1,10 +1,8 @@
 """Bucket screens: list, editor (htmx rows + plain-POST fallback, live preview), detail."""
 
-import csv
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -14,6 +12,7 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 from django_tables2.paginators import LazyPaginator
 
+from crm.csv_export import csv_response
 from crm.permissions import StaffPermissionMixin
 
 from . import rules as rules_mod
@@ -177,16 +176,6 @@ def _positive_int(value):
     return number if 0 < number < 2**31 else None
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def _csv_safe(value):
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 MEMBER_CSV_COLUMNS = [
     ("id", "id"),
     ("first_name", "first_name"),
@@ -231,16 +220,11 @@ class BucketDetailView(StaffPermissionMixin, SingleTableMixin, FilterView):
         filterset = self.get_filterset(self.get_filterset_class())
         qs = filterset.qs if filterset.is_valid() else filterset.queryset.none()
         rows = qs.order_by("pk").values_list(*[name for name, _label in MEMBER_CSV_COLUMNS])
-        writer = csv.writer(_Echo())
-
-        def stream():
-            yield writer.writerow([label for _name, label in MEMBER_CSV_COLUMNS])
-            for row in rows.iterator(chunk_size=2000):
-                yield writer.writerow([_csv_safe(v) for v in row])
-
-        response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="bucket-{self.bucket.pk}.csv"'
-        return response
+        return csv_response(
+            filename=f"bucket-{self.bucket.pk}.csv",
+            header=[label for _name, label in MEMBER_CSV_COLUMNS],
+            rows=rows.iterator(chunk_size=2000),
+        )
 
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)

@@ -1,11 +1,9 @@
 """Churn screens: the interview queue, the interview form, reason codes and the churn report.
 Thin: parse input, call a selector or service, render."""
 
-import csv
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
@@ -16,6 +14,7 @@ from django.views.generic import FormView, TemplateView
 from django_filters.views import FilterView
 from django_tables2 import LazyPaginator, RequestConfig, SingleTableMixin, SingleTableView
 
+from crm.csv_export import csv_response
 from crm.models import Customer
 from crm.permissions import StaffPermissionMixin
 
@@ -38,11 +37,6 @@ def _add_service_errors(form, error: ValidationError) -> None:
         return
     for name, errors in error.message_dict.items():
         form.add_error(name if name in form.fields else None, errors)
-
-
-class _Echo:
-    def write(self, value):
-        return value
 
 
 class ChurnQueueView(StaffPermissionMixin, SingleTableMixin, FilterView):
@@ -99,18 +93,9 @@ class ChurnQueueView(StaffPermissionMixin, SingleTableMixin, FilterView):
             self._filtered(churn_selectors.churn_queue()),
             self._filtered(churn_selectors.churn_queue_without_metrics()),
         ]
-        writer = csv.writer(_Echo())
-
-        def lines():
-            yield writer.writerow(header)
-            for part in parts:
-                for row in churn_selectors.churn_queue_csv_rows(part):
-                    yield writer.writerow(row)
-
-        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        rows = (row for part in parts for row in churn_selectors.churn_queue_csv_rows(part))
         stamp = timezone.localdate().isoformat()
-        response["Content-Disposition"] = f'attachment; filename="churn-queue-{stamp}.csv"'
-        return response
+        return csv_response(filename=f"churn-queue-{stamp}.csv", header=header, rows=rows)
 
 
 class ChurnInterviewListView(StaffPermissionMixin, SingleTableMixin, FilterView):
