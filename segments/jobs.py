@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 ADVISORY_LOCK_KEY = 724_311_002  # pg_try_advisory_lock key: one ROI run at a time
 STALE_RUNNING_AFTER = dt.timedelta(hours=6)  # SQLite only: a "running" row older than this died
 STEPS = ("metrics", "memberships", "snapshots", "reports")
+# Edits the incremental scope cannot see (an order or interaction changed in place or deleted, a
+# staff member's hourly cost changed) are caught by a full run at least this often.
+FULL_EVERY_DAYS = 7
 
 Progress = Callable[[str], None]
 
@@ -358,7 +361,8 @@ def roi_recalculate(
     Steps, all inside one transaction so that a failure leaves the previous metrics,
     memberships and snapshots visible: refresh crm metrics (incremental by default: customers
     touched since the last successful run plus those whose windows moved; full when asked,
-    when there is no earlier successful run, or when `as_of` precedes it), refresh bucket
+    when there is no earlier successful run, when `as_of` precedes it, or when the last full
+    run is FULL_EVERY_DAYS or more before `as_of`), refresh bucket
     membership, replace the snapshots of `as_of`, precompute the whale curve and cohorts.
 
     Two runs never overlap: a PostgreSQL advisory lock and a "one running JobRun" unique
@@ -368,8 +372,16 @@ def roi_recalculate(
     date (nothing recorded). `progress`, if given, is called with each step's name.
     """
     as_of = parse_as_of(as_of)
-    last = JobRun.objects.filter(status=JobRun.Status.SUCCEEDED).order_by("-started_at").first()
-    if full or last is None or as_of < last.as_of:
+    succeeded = JobRun.objects.filter(status=JobRun.Status.SUCCEEDED).order_by("-started_at")
+    last = succeeded.first()
+    last_full = succeeded.filter(mode=JobRun.Mode.FULL).values_list("as_of", flat=True).first()
+    if (
+        full
+        or last is None
+        or as_of < last.as_of
+        or last_full is None
+        or (as_of - last_full).days >= FULL_EVERY_DAYS
+    ):
         mode = JobRun.Mode.FULL
     else:
         mode = JobRun.Mode.INCREMENTAL

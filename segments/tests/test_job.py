@@ -213,7 +213,8 @@ def _state(as_of):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("seed", [1, 2])
-def test_incremental_equals_full(seed):
+def test_incremental_equals_full(seed, monkeypatch):
+    monkeypatch.setattr("segments.jobs.FULL_EVERY_DAYS", 1000)  # d2 is 45 days after d1
     rnd = random.Random(seed)
     Bucket.objects.create(name="Big", priority=1, rules=BIG_RULES)
     Bucket.objects.create(
@@ -259,3 +260,13 @@ def test_incremental_equals_full(seed):
     full = roi_recalculate(as_of=d2, full=True)
     assert full.mode == "full"
     assert _state(d2) == after_incremental
+
+
+@pytest.mark.django_db
+def test_a_full_run_at_least_every_week():
+    CustomerFactory()
+    assert roi_recalculate(as_of=AS_OF).mode == "full"
+    assert roi_recalculate(as_of=AS_OF + dt.timedelta(days=6)).mode == "incremental"
+    assert roi_recalculate(as_of=AS_OF + dt.timedelta(days=7)).mode == "full"
+    assert roi_recalculate(as_of=AS_OF + dt.timedelta(days=8)).mode == "incremental"
+    assert roi_recalculate(as_of=AS_OF + dt.timedelta(days=2)).mode == "full"  # going back
