@@ -2,11 +2,11 @@
 customers (table + streamed CSV) and acquisition cohorts. Thin: selectors in, templates out."""
 
 import csv
+import logging
 from decimal import ROUND_HALF_UP, Decimal
 
 import django_tables2 as tables
 from django.contrib import messages
-from django.db import transaction
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
@@ -16,12 +16,15 @@ from django.views import View
 from django.views.generic import TemplateView
 from django_tables2 import SingleTableMixin
 from django_tables2.paginators import LazyPaginator
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from crm.models import Customer
 from crm.permissions import StaffPermissionMixin
 
 from . import selectors
 from .models import RoiSnapshot
+
+logger = logging.getLogger(__name__)
 
 ROI_PERMISSION = "segments.view_roi"
 
@@ -145,9 +148,17 @@ class RoiRecalculateView(StaffPermissionMixin, View):
 
         if selectors.job_running():
             messages.warning(request, _("An ROI run is already in progress; try again later."))
+            return HttpResponseRedirect(reverse("segments:roi_dashboard"))
+        full = request.POST.get("full") == "1"
+        try:
+            # No transaction is open here (no ATOMIC_REQUESTS), so this is after commit.
+            roi_recalculate_task.delay(full=full)
+        except KombuOperationalError:
+            logger.exception("could not queue the ROI job")
+            messages.error(
+                request, _("The task queue cannot be reached; the recalculation was not queued.")
+            )
         else:
-            full = request.POST.get("full") == "1"
-            transaction.on_commit(lambda: roi_recalculate_task.delay(full=full))
             messages.success(
                 request, _("ROI recalculation queued; refresh this page in a few minutes.")
             )

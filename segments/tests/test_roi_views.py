@@ -89,16 +89,25 @@ def test_recalculate_support_is_forbidden(client_support):
     assert client_support.post("/segments/roi/recalculate/").status_code == 403
 
 
-def test_manager_queues_a_recalculation_after_commit(
-    client_manager, monkeypatch, django_capture_on_commit_callbacks
-):
+def test_manager_queues_a_recalculation(client_manager, monkeypatch):
     queued = []
     monkeypatch.setattr("segments.tasks.roi_recalculate_task.delay", lambda **kw: queued.append(kw))
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client_manager.post("/segments/roi/recalculate/", {"full": "1"})
+    response = client_manager.post("/segments/roi/recalculate/", {"full": "1"})
     assert response.status_code == 302 and response.url == "/segments/roi/"
     assert queued == [{"full": True}]
     assert client_manager.get("/segments/roi/recalculate/").status_code == 405
+
+
+def test_recalculate_with_the_broker_down_says_so(client_manager, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    def down(**kw):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("segments.tasks.roi_recalculate_task.delay", down)
+    response = client_manager.post("/segments/roi/recalculate/", follow=True)
+    assert response.status_code == 200
+    assert "cannot be reached" in response.content.decode()
 
 
 def test_recalculate_is_refused_while_a_run_is_in_progress(client_manager):
