@@ -22,10 +22,12 @@ import math
 import random
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
 from django.db import connection
+from psycopg.copy import QueuedLibpqWriter
 
 from .models import Customer, FollowUp, Interaction, Order, SocialProfile
 from .scores import influence_score
@@ -526,7 +528,11 @@ def write_chunk(chunk: Chunk) -> dict[str, int]:
                 continue
             table = model._meta.db_table
             if connection.vendor == "postgresql":
-                with cursor.cursor.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                raw = cursor.cursor
+                # A queued writer sends from a thread while the next rows are being formatted.
+                with raw.copy(
+                    f"COPY {table} ({', '.join(cols)}) FROM STDIN", writer=QueuedLibpqWriter(raw)
+                ) as copy:
                     for row in rows:
                         copy.write_row(row)
             else:
@@ -536,6 +542,33 @@ def write_chunk(chunk: Chunk) -> dict[str, int]:
                     [tuple(_sqlite_value(v) for v in row) for row in rows],
                 )
     return counts
+
+
+@contextmanager
+def indexes_built_after(models: Sequence[type]) -> Iterator[None]:
+    """Bulk-load trick (as pg_restore does): drop the tables' secondary indexes, let the caller
+    load, then build each index once, sorted, instead of updating it row by row. Call inside a
+    transaction: if anything fails the indexes come back with the rollback. PostgreSQL only.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    tables = [m._meta.db_table for m in models]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i "
+            "WHERE i.schemaname = current_schema() AND i.tablename = ANY(%s) "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
+            "WHERE c.conindid = format('%%I.%%I', i.schemaname, i.indexname)::regclass)",
+            [tables],
+        )
+        indexes = cursor.fetchall()
+        for name, _definition in indexes:
+            cursor.execute(f'DROP INDEX "{name}"')
+    yield
+    with connection.cursor() as cursor:
+        for _name, definition in indexes:
+            cursor.execute(definition)
 
 
 def reset_customer_sequence() -> None:

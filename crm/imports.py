@@ -39,6 +39,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from psycopg.copy import QueuedLibpqWriter
 
 from .models import (
     Channel,
@@ -629,7 +630,9 @@ class _PgStage:
     def fill(self, rows: Iterable[tuple]) -> None:
         with connection.cursor() as cursor:
             raw = cursor.cursor  # the psycopg 3 cursor under Django's wrapper
-            with raw.copy(f"COPY {self.name} ({', '.join(self.cols)}) FROM STDIN") as copy:
+            copy_sql = f"COPY {self.name} ({', '.join(self.cols)}) FROM STDIN"
+            # The queued writer sends from a thread while the next rows are parsed.
+            with raw.copy(copy_sql, writer=QueuedLibpqWriter(raw)) as copy:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(f"ANALYZE {self.name}")

@@ -59,8 +59,18 @@ def db_digest() -> str:
         return cursor.fetchone()[0]
 
 
+def index_names() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename IN "
+            "('crm_customer', 'crm_order', 'crm_interaction', 'crm_socialprofile')"
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
 @pytest.mark.django_db
 def test_command_writes_the_data_set_deterministically():
+    indexes = index_names()
     args = ["--customers", "400", "--seed", "11", "--today", TODAY.isoformat()]
     out = io.StringIO()
     call_command("generate_reference_data", *args, stdout=out, verbosity=0)
@@ -75,6 +85,7 @@ def test_command_writes_the_data_set_deterministically():
     assert User.objects.filter(username__startswith="staff").count() == command.STAFF
     assert Customer.objects.filter(owner__isnull=True).exists()
     digest = db_digest()
+    assert index_names() == indexes  # dropped for the load, built again after it
 
     with pytest.raises(CommandError, match="already holds customers"):
         call_command("generate_reference_data", *args, verbosity=0)

@@ -17,7 +17,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from crm import generator, roles
-from crm.models import Customer, User
+from crm.models import Customer, Interaction, Order, SocialProfile, User
 
 SQLITE_LIMIT = 20_000
 STAFF = 50
@@ -105,7 +105,11 @@ class Command(BaseCommand):
         with transaction.atomic():
             fast = not keep_triggers and skip_row_triggers()
             staff_ids = ensure_reference_staff()
-            with tqdm(total=customers, unit=" customers", disable=verbosity < 1) as bar:
+            big = [Customer, Order, Interaction, SocialProfile]
+            with (
+                generator.indexes_built_after(big),
+                tqdm(total=customers, unit=" customers", disable=verbosity < 1) as bar,
+            ):
                 for chunk in generator.chunks(
                     seed=seed, first_id=1, count=customers, staff_ids=staff_ids, today=today
                 ):
