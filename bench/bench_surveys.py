@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN_CUSTOMERS = 100_000
 RESPONSES = 3_000
-CLIENTS = 50
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "50"))
 DUPLICATES = 200
 WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "4"))
 
