@@ -271,7 +271,8 @@ def campaign_send(*, campaign: Campaign) -> SendOutcome:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {Invitation._meta.db_table} (campaign_id, customer_id, created_at) "  # noqa: S608
-                f"SELECT %s, sub.id, %s FROM ({eligible_sql}) sub "
+                # "WHERE true" keeps SQLite from reading ON CONFLICT as a join condition.
+                f"SELECT %s, sub.id, %s FROM ({eligible_sql}) sub WHERE true "
                 "ON CONFLICT (campaign_id, customer_id) DO NOTHING",
                 [locked.pk, timezone.now(), *params],
             )
