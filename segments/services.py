@@ -151,62 +151,83 @@ def memberships_refresh(*, as_of: date, customer_ids=None) -> dict:
         logger.warning("bucket %s skipped: its rules no longer validate", bucket.pk)
     sql, params = assignment.queryset.query.sql_with_params()
     bucket_ids, reasons = assignment.bucket_ids, assignment.reasons
+    postgres = connection.vendor == "postgresql"
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", [_REFRESH_LOCK])
+        if postgres:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", [_REFRESH_LOCK])
+        # SQLite (make run's embedded default) opens write transactions IMMEDIATE: one writer.
+        # The statements below are portable to SQLite >= 3.39 (UPDATE ... FROM, IS DISTINCT FROM).
+        on_commit = " ON COMMIT DROP" if postgres else ""
         cur.execute("DROP TABLE IF EXISTS segments_tmp_assignment")
+        cur.execute("DROP TABLE IF EXISTS segments_tmp_branch")
+        cur.execute(
+            "CREATE TEMP TABLE segments_tmp_branch (branch integer PRIMARY KEY, bucket_id bigint, "
+            "reason text)" + on_commit
+        )
+        cur.executemany(
+            "INSERT INTO segments_tmp_branch (branch, bucket_id, reason) VALUES (%s, %s, %s)",
+            [
+                (n, bucket_id, reason)
+                for n, (bucket_id, reason) in enumerate(zip(bucket_ids, reasons, strict=True), 1)
+            ],
+        )
         cur.execute(
             "CREATE TEMP TABLE segments_tmp_assignment (customer_id bigint, bucket_id bigint, "
-            "branch integer) ON COMMIT DROP"
+            "reason text)" + on_commit
         )
         # `sql` is Django's compiled query; its values travel as parameters.
-        insert = "INSERT INTO segments_tmp_assignment (customer_id, bucket_id, branch) "
-        insert += "SELECT s.pk, (%s::bigint[])[s.branch], s.branch FROM (" + sql + ") s"  # noqa: S608
-        cur.execute(insert, [bucket_ids, *params])
+        insert = "INSERT INTO segments_tmp_assignment (customer_id, bucket_id, reason) "
+        insert += "SELECT s.pk, b.bucket_id, b.reason FROM (" + sql + ") s "  # noqa: S608
+        insert += "JOIN segments_tmp_branch b ON b.branch = s.branch"
+        cur.execute(insert, params)
         cur.execute("ANALYZE segments_tmp_assignment")  # temp tables get no autovacuum stats
         cur.execute(
-            """UPDATE segments_bucketmembership m
-                SET left_on = GREATEST(%s, m.entered_on)
+            """UPDATE segments_bucketmembership
+                SET left_on = CASE WHEN %s > entered_on THEN %s ELSE entered_on END
                 FROM segments_tmp_assignment t
-                WHERE m.customer_id = t.customer_id AND m.left_on IS NULL
-                  AND m.bucket_id IS DISTINCT FROM t.bucket_id""",
-            [as_of],
+                WHERE segments_bucketmembership.customer_id = t.customer_id
+                  AND segments_bucketmembership.left_on IS NULL
+                  AND segments_bucketmembership.bucket_id IS DISTINCT FROM t.bucket_id""",
+            [as_of, as_of],
         )
         left = cur.rowcount
         cur.execute(
             """INSERT INTO segments_bucketmembership (customer_id, bucket_id, entered_on,
                                                        left_on, reason)
-                SELECT t.customer_id, t.bucket_id, %s, NULL, (%s::text[])[t.branch]
+                SELECT t.customer_id, t.bucket_id, %s, NULL, t.reason
                 FROM segments_tmp_assignment t
                 WHERE NOT EXISTS (SELECT 1 FROM segments_bucketmembership m
                                   WHERE m.customer_id = t.customer_id AND m.left_on IS NULL)""",
-            [as_of, reasons],
+            [as_of],
         )
         entered = cur.rowcount
         # Two plain statements rather than INSERT ... ON CONFLICT, which would lock every
         # unchanged row too.
         cur.execute(
-            """UPDATE segments_currentmembership c
+            """UPDATE segments_currentmembership
                 SET bucket_id = t.bucket_id,
-                    since = CASE WHEN c.bucket_id IS DISTINCT FROM t.bucket_id
-                                 THEN %s ELSE c.since END,
-                    reason = (%s::text[])[t.branch]
+                    since = CASE WHEN segments_currentmembership.bucket_id
+                                      IS DISTINCT FROM t.bucket_id
+                                 THEN %s ELSE segments_currentmembership.since END,
+                    reason = t.reason
                 FROM segments_tmp_assignment t
-                WHERE c.customer_id = t.customer_id
-                  AND (c.bucket_id IS DISTINCT FROM t.bucket_id
-                       OR c.reason IS DISTINCT FROM (%s::text[])[t.branch])""",
-            [as_of, reasons, reasons],
+                WHERE segments_currentmembership.customer_id = t.customer_id
+                  AND (segments_currentmembership.bucket_id IS DISTINCT FROM t.bucket_id
+                       OR segments_currentmembership.reason IS DISTINCT FROM t.reason)""",
+            [as_of],
         )
         cur.execute(
             """INSERT INTO segments_currentmembership (customer_id, bucket_id, since, reason)
-                SELECT t.customer_id, t.bucket_id, %s, (%s::text[])[t.branch]
+                SELECT t.customer_id, t.bucket_id, %s, t.reason
                 FROM segments_tmp_assignment t
                 WHERE NOT EXISTS (SELECT 1 FROM segments_currentmembership c
                                   WHERE c.customer_id = t.customer_id)""",
-            [as_of, reasons],
+            [as_of],
         )
         cur.execute("SELECT bucket_id, count(*) FROM segments_tmp_assignment GROUP BY bucket_id")
         counts = dict(cur.fetchall())
         cur.execute("DROP TABLE segments_tmp_assignment")
+        cur.execute("DROP TABLE segments_tmp_branch")
     return {
         "counts": counts,
         "entered": entered,
