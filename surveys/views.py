@@ -3,12 +3,11 @@
 Thin: parse input, call a service or selector, render. Every view uses StaffPermissionMixin.
 """
 
-import csv
 import json
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import translation
@@ -17,6 +16,7 @@ from django.views import View
 from django.views.generic import TemplateView
 from django_tables2 import RequestConfig, SingleTableView
 
+from crm.csv_export import csv_response
 from crm.permissions import StaffPermissionMixin
 
 from . import selectors, services
@@ -379,36 +379,18 @@ class VerbatimListView(StaffPermissionMixin, View):
         )
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 def _verbatims_csv(survey, qs):
-    writer = csv.writer(_Echo())
     header = ["answered_at", "customer_id", "customer", "campaign", "question", "answer", "unhappy"]
-
-    def rows():
-        yield writer.writerow(header)
-        for answer in qs.iterator(chunk_size=2000):
-            response = answer.response
-            yield writer.writerow(
-                [
-                    response.finished_at.isoformat(),
-                    response.customer_id,
-                    response.customer.full_name,
-                    response.campaign.name,
-                    answer.question.text_en,
-                    _csv_safe(answer.value_text),
-                    "yes" if response.unhappy else "no",
-                ]
-            )
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="verbatims-survey-{survey.pk}.csv"'
-    return response
-
-
-def _csv_safe(text: str) -> str:
-    """Customers write these texts: keep spreadsheet formulas from running."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    rows = (
+        (
+            answer.response.finished_at.isoformat(),
+            answer.response.customer_id,
+            answer.response.customer.full_name,
+            answer.response.campaign.name,
+            answer.question.text_en,
+            answer.value_text,
+            "yes" if answer.response.unhappy else "no",
+        )
+        for answer in qs.iterator(chunk_size=2000)
+    )
+    return csv_response(filename=f"verbatims-survey-{survey.pk}.csv", header=header, rows=rows)
