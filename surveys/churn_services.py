@@ -101,7 +101,8 @@ def _validate_interview(interview: ChurnInterview, secondary: list[ReasonCode]) 
         )
     if errors:
         raise ValidationError(errors)
-    interview.full_clean()
+    # created_by may be empty (recorded_by=None, or the recorder's account deleted since).
+    interview.full_clean(exclude=["created_by"])
 
 
 def _fresh(primary: ReasonCode, secondary: Iterable[ReasonCode]):

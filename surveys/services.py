@@ -76,7 +76,8 @@ def survey_update(
     """Change a survey's texts. Raises ValidationError on bad input."""
     survey.title_en, survey.title_ko = title_en.strip(), title_ko.strip()
     survey.intro_en, survey.intro_ko = intro_en.strip(), intro_ko.strip()
-    survey.full_clean()
+    # Only the texts change: a creator deleted since (SET_NULL) must not block the edit.
+    survey.full_clean(exclude=["created_by"])
     survey.save(update_fields=["title_en", "title_ko", "intro_en", "intro_ko", "updated_at"])
     return survey
 
