@@ -121,3 +121,51 @@ class ChurnInterviewAdmin(_admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+# --- The remaining models, read-only: every model can be looked at in the admin ---
+# isort: split
+from .models import Answer, ResponseDraft  # noqa: E402
+
+
+class _ReadOnlyAdmin(_admin.ModelAdmin):
+    """Rows written only by the services (answers, drafts, secondary reasons): shown, never
+    added or edited here, so the admin cannot bypass the services' validation."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@_admin.register(Question)
+class QuestionAdmin(_ReadOnlyAdmin):
+    """Questions are edited in the survey builder (or the survey's inline here)."""
+
+    list_display = ("survey", "order", "kind", "text_en", "required")
+    list_filter = ("kind", "required")
+    list_select_related = ("survey",)
+    search_fields = ("text_en", "text_ko")
+    ordering = ("survey", "order")
+
+
+@_admin.register(Answer)
+class AnswerAdmin(_ReadOnlyAdmin):
+    list_display = ("id", "response", "question", "kind", "value_int")
+    list_filter = ("kind",)
+    list_select_related = ("response", "question")
+    raw_id_fields = ("response", "question")
+
+
+@_admin.register(ResponseDraft)
+class ResponseDraftAdmin(_ReadOnlyAdmin):
+    list_display = ("invitation", "updated_at")
+    raw_id_fields = ("invitation",)
+
+
+@_admin.register(ChurnSecondaryReason)
+class ChurnSecondaryReasonAdmin(_ReadOnlyAdmin):
+    list_display = ("interview", "reason", "label_en", "label_ko")
+    list_select_related = ("interview", "reason")
+    raw_id_fields = ("interview", "reason")
