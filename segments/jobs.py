@@ -410,7 +410,17 @@ def roi_recalculate(
                 counts["customers_refreshed"] = metrics_refresh(as_of=as_of, customer_ids=ids)
                 if progress:
                     progress("memberships")
+                if connection.vendor == "postgresql":
+                    # The membership refresh reads a freshly filled temporary table and
+                    # membership tables that may still be empty (first run): without
+                    # statistics PostgreSQL picks nested loops whose inner side grows during
+                    # the statement (quadratic; minutes at 100k customers). Hash joins only.
+                    with connection.cursor() as cur:
+                        cur.execute("SET LOCAL enable_nestloop = off")
                 counts["memberships"] = _memberships_refresh(as_of=as_of)
+                if connection.vendor == "postgresql":
+                    with connection.cursor() as cur:
+                        cur.execute("SET LOCAL enable_nestloop = on")
                 if progress:
                     progress("snapshots")
                 counts["snapshots"] = snapshots_write(as_of=as_of, job_run=run)
