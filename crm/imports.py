@@ -756,7 +756,9 @@ def _facts_pg(spec: Spec, rows: Iterable[tuple], report: ImportReport, create_cu
             f"SELECT {', '.join(theirs + ['%s'] * len(extra_cols))} FROM {stage.name} s {inner} "
             # A plain NOT EXISTS becomes a hash anti-join; rows without an id never match.
             f"WHERE NOT EXISTS (SELECT 1 FROM {table} t "
-            "WHERE t.external_id = s.external_id AND t.external_id <> '')",
+            "WHERE t.external_id = s.external_id AND t.external_id <> '') "
+            # In customer order, so index and foreign-key work walks the tables in key order.
+            "ORDER BY r0.id",
             extra_vals,
         )
         report.created = cursor.rowcount
