@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import CommandError, call_command
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crm import imports
 from crm.models import Customer, Interaction, Order, OwnerChange, RatingChange
@@ -329,3 +331,26 @@ def test_existing_orders_untouched_when_import_fails():
     order = OrderFactory(customer__external_id="C1", external_id="KEEP")
     imports.orders_import(file=csv_file("customer_ref,placed_at,revenue\nC1,2026-01-05,x\n"))
     assert list(Order.objects.values_list("id", flat=True)) == [order.id]
+
+
+# ---------------------------------------------------------------- cell parsers
+
+
+@given(st.decimals(min_value=0, max_value=Decimal("999999999999.99"), places=2))
+def test_money_parser_accepts_every_valid_amount(amount):
+    assert imports.p_money(str(amount)) == amount
+
+
+@pytest.mark.parametrize("text", ["-1", "1.001", "NaN", "Infinity", "1e13", "abc", "1,50"])
+def test_money_parser_rejects(text):
+    with pytest.raises(ValueError):
+        imports.p_money(text)
+
+
+def test_naive_datetimes_are_in_the_current_time_zone(settings):
+    from django.utils import timezone
+
+    with timezone.override("Asia/Seoul"):
+        imports._IMPORT_TZ.set(None)
+        moment = imports.p_datetime("2026-01-05 09:00")
+    assert moment == dt.datetime(2026, 1, 5, 0, 0, tzinfo=dt.UTC)
