@@ -39,6 +39,15 @@ def _add_service_errors(form, error: ValidationError) -> None:
         form.add_error(name if name in form.fields else None, errors)
 
 
+class _InvalidFormIs400:
+    """A refused form answers 400 (FormView's default is 200), like every other form here."""
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        response.status_code = 400
+        return response
+
+
 class ChurnQueueView(StaffPermissionMixin, SingleTableMixin, FilterView):
     """Churned customers without an interview, biggest lost contribution first."""
 
@@ -110,7 +119,7 @@ class ChurnInterviewListView(StaffPermissionMixin, SingleTableMixin, FilterView)
         return churn_selectors.churn_interview_list()
 
 
-class ChurnInterviewCreateView(StaffPermissionMixin, FormView):
+class ChurnInterviewCreateView(StaffPermissionMixin, _InvalidFormIs400, FormView):
     permission_required = ("surveys.add_churninterview",)
     template_name = "surveys/churn_interview_form.html"
     form_class = ChurnInterviewForm
@@ -149,7 +158,7 @@ class ChurnInterviewCreateView(StaffPermissionMixin, FormView):
         return HttpResponseRedirect(reverse("surveys:churn_queue"))
 
 
-class ChurnInterviewUpdateView(StaffPermissionMixin, FormView):
+class ChurnInterviewUpdateView(StaffPermissionMixin, _InvalidFormIs400, FormView):
     permission_required = ("surveys.change_churninterview",)
     template_name = "surveys/churn_interview_form.html"
     form_class = ChurnInterviewForm
@@ -218,7 +227,7 @@ class ReasonCodeListView(StaffPermissionMixin, SingleTableView):
         return table
 
 
-class ReasonCodeCreateView(StaffPermissionMixin, FormView):
+class ReasonCodeCreateView(StaffPermissionMixin, _InvalidFormIs400, FormView):
     permission_required = "surveys.add_reasoncode"
     template_name = "surveys/churn_reason_form.html"
     form_class = ReasonCodeCreateForm
@@ -234,7 +243,7 @@ class ReasonCodeCreateView(StaffPermissionMixin, FormView):
         return HttpResponseRedirect(reverse("surveys:reason_code_list"))
 
 
-class ReasonCodeUpdateView(StaffPermissionMixin, FormView):
+class ReasonCodeUpdateView(StaffPermissionMixin, _InvalidFormIs400, FormView):
     permission_required = "surveys.change_reasoncode"
     template_name = "surveys/churn_reason_form.html"
     form_class = ReasonCodeUpdateForm

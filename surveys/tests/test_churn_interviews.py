@@ -115,7 +115,7 @@ def test_bad_input_is_shown_on_the_form_and_nothing_is_saved(
 
     response = client_support.post(_url(customer), data)
 
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert field in response.context["form"].errors
     assert not ChurnInterview.objects.exists()
     assert not FollowUp.objects.exists()
@@ -138,7 +138,7 @@ def test_inconsistent_input_is_refused_with_a_message(
     response = client_support.post(
         _url(customer), _post_data(primary, interviewer=support_user.pk, **overrides)
     )
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert response.context["form"].errors[field]
     assert not ChurnInterview.objects.exists()
 
@@ -150,7 +150,7 @@ def test_primary_reason_cannot_also_be_secondary(client_support, support_user):
         _url(customer),
         _post_data(primary, interviewer=support_user.pk, secondary_reasons=[primary.pk]),
     )
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert response.context["form"].errors["secondary_reasons"]
     assert not ChurnInterview.objects.exists()
 
@@ -159,7 +159,7 @@ def test_deactivated_reason_is_not_offered(client_support, support_user):
     customer = churned()
     old = reason(is_active=False)
     response = client_support.post(_url(customer), _post_data(old, interviewer=support_user.pk))
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "primary_reason" in response.context["form"].errors
     assert not ChurnInterview.objects.exists()
 
@@ -169,7 +169,7 @@ def test_active_customer_cannot_be_interviewed(client_support, support_user):
     response = client_support.post(
         _url(customer), _post_data(reason(), interviewer=support_user.pk)
     )
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "neither churned nor been cancelled" in str(response.context["form"].non_field_errors())
     assert not ChurnInterview.objects.exists()
 
@@ -183,7 +183,7 @@ def test_second_interview_of_a_customer_is_refused(client_support, support_user)
     primary = reason()
     _record(customer, support_user, primary)
     response = client_support.post(_url(customer), _post_data(primary, interviewer=support_user.pk))
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert "already exists" in str(response.context["form"].non_field_errors())
     assert ChurnInterview.objects.count() == 1
 
