@@ -59,6 +59,7 @@ from .models import (
 
 MAX_ERRORS = 200
 PROGRESS_EVERY = 10_000
+STAGE_WORK_MEM = "256MB"
 CENT = Decimal("0.01")
 MONEY_LIMIT = Decimal(10) ** 12  # max_digits 14, decimal_places 2
 KINDS = ("customers", "orders", "interactions")
@@ -626,6 +627,9 @@ class _PgStage:
         ddl = ", ".join(["line integer"] + [f"{c} {t}" for c, t in stage])
         with connection.cursor() as cursor:
             cursor.execute(f"CREATE TEMPORARY TABLE {self.name} ({ddl}) ON COMMIT DROP")  # noqa: S608
+            # The checks and the insert sort the whole file: in memory, not on disk, for this
+            # transaction only.
+            cursor.execute(f"SET LOCAL work_mem = '{STAGE_WORK_MEM}'")
 
     def fill(self, rows: Iterable[tuple]) -> None:
         with connection.cursor() as cursor:
