@@ -478,11 +478,11 @@ def test_public_and_auth_pages(world):
 # --- garbage in -----------------------------------------------------------------------------
 
 
-def _failures(client, method, url, payloads) -> list[str]:
+def _failures(client, method, url, payloads, **headers) -> list[str]:
     failures = []
     for payload in payloads:
         try:
-            response = consume(getattr(client, method)(url, payload))
+            response = consume(getattr(client, method)(url, payload, headers=headers))
             status = response.status_code
         except Exception as exc:  # noqa: BLE001 - report every failure with its input
             status = f"{type(exc).__name__}: {str(exc)[:200]}"
@@ -490,7 +490,7 @@ def _failures(client, method, url, payloads) -> list[str]:
             shown = {
                 k: (v if len(str(v)) < 60 else f"<{len(str(v))} chars>") for k, v in payload.items()
             }
-            failures.append(f"{method.upper()} {url} {shown} -> {status}")
+            failures.append(f"{method.upper()} {url} {shown} {headers or ''} -> {status}")
     return failures
 
 
@@ -519,8 +519,12 @@ def test_garbage_query_parameters_never_500(world, route):
     names = sorted(kinds)
     payloads = list(PAGE_GARBAGE)
     payloads += [{name: value} for name in names for value in values_for(kinds[name])]
+    payloads += [{name: HUGE} for name in names if kinds[name] in TEXT_TYPES]
     payloads += [{**dict.fromkeys(names, value), "export": "csv"} for value in GARBAGE]
     failures = _failures(client, "get", url, payloads)
+    # htmx requests may take another path (partials): the same all-garbage input through it.
+    hx_payloads = [{}, *PAGE_GARBAGE, *(dict.fromkeys(names, value) for value in GARBAGE)]
+    failures += _failures(client, "get", url, hx_payloads, HX_Request="true")
     assert not failures, "\n".join(failures)
 
 
@@ -591,6 +595,7 @@ def test_garbage_posts_never_500(world, forms_by_path, route):
             refused.append({**base, **dict.fromkeys(typed, NASTY)})
         payloads += [{**base, name: HUGE} for name, kind in kinds.items() if kind in TEXT_TYPES]
     failures = _failures(client, "post", url, payloads)
+    failures += _failures(client, "post", url, [{}, *refused], HX_Request="true")
     assert not failures, "\n".join(failures)
     if route.name not in POST_200_ALLOWED:
         for payload in refused:  # refused input says so with a 4xx, not a 200
@@ -606,3 +611,18 @@ def test_post_routes_have_forms_to_fuzz(forms_by_path, world):
     """Every staff POST URL is reached by some form (else the fuzzing above is thin)."""
     missing = [r.name for r in POST_ROUTES if r.is_staff and url_for(r, world) not in forms_by_path]
     assert not missing, f"no form found posting to: {missing}"
+
+
+ID_ROUTES = [r for r in ROUTES if re.search(r"<int:", r.route)]
+
+
+@pytest.mark.parametrize("route", ID_ROUTES, ids=str)
+def test_unknown_and_huge_ids_are_404(world, route):
+    """An id that does not exist, or does not fit the column, is a 404 (never a 500)."""
+    client = client_for(world.manager)
+    method = "get" if route.allows("get") else "post"
+    known = url_for(route, world)
+    for bad in ("999999999", "9" * 25):
+        url = re.sub(r"/\d+/", f"/{bad}/", known)
+        response = getattr(client, method)(url)
+        assert response.status_code == 404, f"{method.upper()} {url} -> {response.status_code}"
