@@ -333,8 +333,10 @@ class Order(models.Model):
             models.CheckConstraint(
                 condition=Q(cost_of_goods__gte=0), name="order_cost_not_negative"
             ),
+            # Within half a cent rather than equal: SQLite compares decimals as floats.
             models.CheckConstraint(
-                condition=Q(margin=F("revenue") - F("cost_of_goods")),
+                condition=Q(margin__gt=F("revenue") - F("cost_of_goods") - Decimal("0.005"))
+                & Q(margin__lt=F("revenue") - F("cost_of_goods") + Decimal("0.005")),
                 name="order_margin_is_revenue_minus_cost",
             ),
             models.CheckConstraint(

@@ -74,3 +74,15 @@ def test_roles_survive_a_flush_and_hold_every_apps_permissions():
     }
     assert declared[roles.MANAGERS] <= held
     assert "segments.view_roi" in held
+
+
+def test_order_margin_must_be_revenue_minus_cost():
+    from decimal import Decimal
+
+    from crm.tests.factories import OrderFactory
+
+    OrderFactory(revenue=Decimal("40.93"), cost_of_goods=Decimal("28.65"))
+    with pytest.raises(IntegrityError):
+        OrderFactory(
+            revenue=Decimal("40.93"), cost_of_goods=Decimal("28.65"), margin=Decimal("12.29")
+        )
