@@ -8,7 +8,13 @@
    GETs the form (CSRF cookie) and POSTs the finished answers. The POSTs are timed as their
    own phase: target >= 300 finished responses per second. Then some links are submitted a
    second time (must be refused with 409), and the database must hold exactly one response
-   per link: zero lost, zero duplicated.
+   per link: zero lost, zero duplicated. The CPU the gunicorn workers and the PostgreSQL
+   backends spend per finished POST is reported too: unlike the rate, it hardly depends on
+   what else loads the machine.
+
+Comparing with another checkout (the machine is shared, so compare side by side in one run):
+BENCH_BASELINE_ROOT=/path/to/old/checkout serves the same flow from that tree as well, in
+alternating rounds against the same database, and reports both rates and their ratio.
 
 `make bench BENCH_ARGS="--only surveys"` runs it inside bench/run.py; standalone:
     scripts/with-services.sh .venv/bin/python bench/bench_surveys.py [--customers N] [--responses N]
@@ -37,7 +43,10 @@ CAMPAIGN_CUSTOMERS = 100_000
 RESPONSES = 3_000
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "50"))
 DUPLICATES = 200
-WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", "4"))
+# Sync workers, 2 x cores + 1 (gunicorn's advice): a finished POST is short and CPU-bound.
+WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", str(2 * (os.cpu_count() or 1) + 1)))
+BASELINE_ROOT = os.environ.get("BENCH_BASELINE_ROOT", "")
+BENCH_DB = "crm_bench_surveys"
 
 BENCH_SETTINGS = """
 from config.settings import *  # noqa: F403
@@ -47,6 +56,8 @@ SURVEYS_RATE_LIMIT = 0
 PLAIN_STATIC = "django.contrib.staticfiles.storage.StaticFilesStorage"
 # No collectstatic in a throwaway run: plain static storage instead of the manifest.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": PLAIN_STATIC}}  # noqa: F405
+# The refused double submits (409) would each log a warning line.
+LOGGING["loggers"]["django.request"] = {"level": "ERROR"}  # noqa: F405
 """
 
 
@@ -76,7 +87,7 @@ def _child_env(database_url: str) -> dict[str, str]:
 
 
 def measure(customers: int, responses: int) -> dict:
-    env = _child_env(_fresh_database("crm_bench_surveys"))
+    env = _child_env(_fresh_database(BENCH_DB))
     py = sys.executable
     subprocess.run(  # noqa: S603
         [py, str(ROOT / "manage.py"), "migrate", "--noinput", "-v0"], env=env, check=True
@@ -102,7 +113,7 @@ def run(ctx) -> list:
 def _results(f: dict, Result) -> list:
     n = f["campaign_customers"]
     scale = 100_000 / n if n else 1
-    return [
+    results = [
         Result(
             f"campaign_send to {n:,} customers: all emails queued",
             f["queue_seconds"],
@@ -111,11 +122,20 @@ def _results(f: dict, Result) -> list:
             note=f"{f['queued_emails']:,} emails in {f['queued_tasks']} tasks",
         ),
         Result(
-            f"survey answers via gunicorn, {CLIENTS} clients: finished POSTs",
+            f"survey answers via gunicorn ({WORKERS} sync workers), {CLIENTS} clients:"
+            " finished responses",
             f["post_rate"],
             "responses/s",
             300.0,
             lower_is_better=False,
+            note=f"load average {f['load']:.1f} on {os.cpu_count()} cores during the POSTs",
+        ),
+        Result(
+            "survey answers: CPU per finished POST (gunicorn workers + PostgreSQL backends)",
+            f["cpu_ms_per_post"],
+            "ms",
+            None,
+            note=f"workers {f['worker_cpu_ms']:.2f} ms + PostgreSQL {f['pg_cpu_ms']:.2f} ms",
         ),
         Result(
             f"survey full flow (open link, form, answer), {CLIENTS} clients",
@@ -124,14 +144,29 @@ def _results(f: dict, Result) -> list:
             None,
             lower_is_better=False,
         ),
+        Result("survey answers: lost responses (links finished, none stored)", f["lost"], "", 0.0),
         Result(
-            "survey answers: lost + duplicated responses in the database",
-            f["lost"] + f["duplicated"],
+            "survey answers: duplicated responses (more than one per link)",
+            f["duplicated"],
             "",
             0.0,
             note=f"double submits refused: {f['refused_duplicates']}/{f['duplicate_attempts']}",
         ),
     ]
+    if "baseline_post_rate" in f:
+        results.append(
+            Result(
+                "survey answers, baseline checkout in the same run: finished responses",
+                f["baseline_post_rate"],
+                "responses/s",
+                None,
+                lower_is_better=False,
+                note=f"current/baseline = {f['post_rate'] / f['baseline_post_rate']:.2f}x;"
+                f" CPU per POST {f['baseline_cpu_ms_per_post']:.2f} ms"
+                f" ({f['baseline_cpu_ms_per_post'] / f['cpu_ms_per_post']:.2f}x current)",
+            )
+        )
+    return results
 
 
 # --- child side (fresh database, Django set up) -------------------------------------------
@@ -211,7 +246,7 @@ def _queue_campaign(survey, customers: int) -> dict:
     }
 
 
-def _invitations(survey, n: int) -> tuple[list[str], object]:
+def _invitations(survey, n: int, offset: int = 0) -> tuple[list[str], object]:
     import datetime as dt
 
     from django.utils import timezone
@@ -227,7 +262,7 @@ def _invitations(survey, n: int) -> tuple[list[str], object]:
         expires_at=timezone.now() + dt.timedelta(days=30),
         queued_at=timezone.now(),
     )
-    ids = list(Customer.objects.order_by("id").values_list("id", flat=True)[:n])
+    ids = list(Customer.objects.order_by("id").values_list("id", flat=True)[offset : offset + n])
     pairs = [tokens.token_pair() for _ in ids]
     Invitation.objects.bulk_create(
         Invitation(campaign=campaign, customer_id=cid, token_hash=h, sent_at=timezone.now())
@@ -242,9 +277,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_gunicorn(port: int, settings_dir: str) -> subprocess.Popen:
+def _start_gunicorn(port: int, settings_dir: str, root: Path = ROOT) -> subprocess.Popen:
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="bench_surveys_settings")
-    env["PYTHONPATH"] = settings_dir + os.pathsep + str(ROOT)
+    env["PYTHONPATH"] = settings_dir + os.pathsep + str(root)
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     proc = subprocess.Popen(  # noqa: S603
         [
@@ -260,7 +295,7 @@ def _start_gunicorn(port: int, settings_dir: str) -> subprocess.Popen:
             "warning",
         ],
         env=env,
-        cwd=str(ROOT),
+        cwd=str(root),
     )
     for _ in range(100):
         try:
@@ -340,48 +375,134 @@ def _parallel(items, work) -> tuple[float, list]:
     return time.perf_counter() - started, results
 
 
-def _answers(survey, responses: int) -> dict:
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: str) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on
+
+
+def _cpu_seconds(gunicorn_pid: int) -> tuple[float, float]:
+    """CPU (user + system) used so far by the gunicorn workers and by this benchmark's
+    PostgreSQL backends (their command line names the database), from /proc."""
+    workers = pg = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        stat = _proc_stat(pid)
+        if stat is None:
+            continue
+        ticks = int(stat[11]) + int(stat[12])  # utime, stime
+        if stat[1] == str(gunicorn_pid):
+            workers += ticks
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"postgres: ") and BENCH_DB.encode() in cmdline:
+            pg += ticks
+    return workers / _CLK_TCK, pg / _CLK_TCK
+
+
+def _answers_round(survey, responses: int, offset: int, root: Path, settings_dir: str) -> dict:
+    """One POST phase served from `root`: fresh links, DUPLICATES of them posted twice."""
     from surveys.models import Response
 
-    tokens, campaign = _invitations(survey, responses)
+    tokens, campaign = _invitations(survey, responses, offset)
     port = _free_port()
-    with tempfile.TemporaryDirectory() as settings_dir:
-        Path(settings_dir, "bench_surveys_settings.py").write_text(BENCH_SETTINGS)
-        server = _start_gunicorn(port, settings_dir)
-        try:
-            _request(port, "GET", "/login/", {})  # warm the workers
-            # DUPLICATES links are opened in two sessions and both forms are posted in the
-            # same phase, as a double click or two devices would: one must win, one get 409.
-            links = tokens + tokens[:DUPLICATES]
-            random.Random(1).shuffle(links)
-            prep_s, prepared = _parallel(links, lambda t: _prepare(port, t))
-            ok_prepared = [p for p in prepared if isinstance(p, tuple)]
-            post_s, statuses = _parallel(
-                ok_prepared, lambda p: _request(port, "POST", "/s/answer/", p[0], p[1])[0]
-            )
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    server = _start_gunicorn(port, settings_dir, root)
+    try:
+        for _ in range(2 * WORKERS):  # warm every worker (imports, connections, templates)
+            _request(port, "GET", f"/s/{'x' * 43}/", {})
+        # DUPLICATES links are opened in two sessions and both forms are posted in the
+        # same phase, as a double click or two devices would: one must win, one get 409.
+        links = tokens + tokens[:DUPLICATES]
+        random.Random(1).shuffle(links)
+        prep_s, prepared = _parallel(links, lambda t: _prepare(port, t))
+        ok_prepared = [p for p in prepared if isinstance(p, tuple)]
+        cpu_before = _cpu_seconds(server.pid)
+        post_s, statuses = _parallel(
+            ok_prepared, lambda p: _request(port, "POST", "/s/answer/", p[0], p[1])[0]
+        )
+        cpu_after = _cpu_seconds(server.pid)
+        load = os.getloadavg()[0]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
     finished = sum(1 for s in statuses if s == 200)
     refused = sum(1 for s in statuses if s == 409)
     stored = Response.objects.filter(campaign=campaign).count()
     distinct = Response.objects.filter(campaign=campaign).values("invitation").distinct().count()
-    print(
-        f"  answers: {len(tokens):,} links (+{DUPLICATES} double submits), prepare"
-        f" {prep_s:.1f} s, POST phase {post_s:.2f} s ({finished / post_s:,.0f} finished/s;"
-        f" {finished} finished, {refused} refused as already answered, other:"
-        f" {sorted(str(s) for s in statuses if s not in (200, 409))[:5]});"
-        f" stored {stored}, distinct {distinct}",
-        flush=True,
-    )
     return {
-        "post_rate": finished / post_s,
-        "flow_rate": finished / (prep_s + post_s),
-        "lost": len(tokens) - stored,
-        "duplicated": stored - distinct,
-        "refused_duplicates": refused,
-        "duplicate_attempts": DUPLICATES,
+        "links": len(tokens),
+        "posts": len(statuses),
+        "prep_s": prep_s,
+        "post_s": post_s,
+        "finished": finished,
+        "refused": refused,
+        "other": sorted(str(s) for s in statuses if s not in (200, 409))[:5],
+        "stored": stored,
+        "distinct": distinct,
+        "worker_cpu": cpu_after[0] - cpu_before[0],
+        "pg_cpu": cpu_after[1] - cpu_before[1],
+        "load": load,
     }
+
+
+def _answers(survey, responses: int) -> dict:
+    variants = [("current", ROOT)]
+    if BASELINE_ROOT:
+        variants.append(("baseline", Path(BASELINE_ROOT).resolve()))
+    # With a baseline, alternate A B B A so that a change in the machine's load hits both.
+    order = variants if len(variants) == 1 else [*variants, *reversed(variants)]
+    per_round = max(1, responses // (len(order) // len(variants)))
+    totals: dict[str, dict] = {}
+    offset = 0
+    with tempfile.TemporaryDirectory() as settings_dir:
+        Path(settings_dir, "bench_surveys_settings.py").write_text(BENCH_SETTINGS)
+        for name, root in order:
+            r = _answers_round(survey, per_round, offset, root, settings_dir)
+            offset += per_round
+            print(
+                f"  answers [{name}]: {r['links']:,} links (+{DUPLICATES} double submits),"
+                f" prepare {r['prep_s']:.1f} s, POST phase {r['post_s']:.2f} s"
+                f" ({r['finished'] / r['post_s']:,.0f} finished/s; {r['finished']} finished,"
+                f" {r['refused']} refused as already answered, other: {r['other']});"
+                f" stored {r['stored']}, distinct {r['distinct']}; CPU per POST: workers"
+                f" {1000 * r['worker_cpu'] / r['posts']:.2f} ms, PostgreSQL"
+                f" {1000 * r['pg_cpu'] / r['posts']:.2f} ms; load {r['load']:.1f}",
+                flush=True,
+            )
+            t = totals.setdefault(name, {})
+            for key, value in r.items():
+                if isinstance(value, int | float):
+                    t[key] = t.get(key, 0) + value
+            t["rounds"] = t.get("rounds", 0) + 1
+    cur = totals["current"]
+    figures = {
+        "post_rate": cur["finished"] / cur["post_s"],
+        "flow_rate": cur["finished"] / (cur["prep_s"] + cur["post_s"]),
+        "worker_cpu_ms": 1000 * cur["worker_cpu"] / cur["posts"],
+        "pg_cpu_ms": 1000 * cur["pg_cpu"] / cur["posts"],
+        "lost": cur["links"] - cur["distinct"],
+        "duplicated": cur["stored"] - cur["distinct"],
+        "refused_duplicates": cur["refused"],
+        "duplicate_attempts": DUPLICATES * cur["rounds"],
+        "load": cur["load"] / cur["rounds"],
+    }
+    figures["cpu_ms_per_post"] = figures["worker_cpu_ms"] + figures["pg_cpu_ms"]
+    if "baseline" in totals:
+        base = totals["baseline"]
+        figures["baseline_post_rate"] = base["finished"] / base["post_s"]
+        figures["baseline_cpu_ms_per_post"] = (
+            1000 * (base["worker_cpu"] + base["pg_cpu"]) / base["posts"]
+        )
+        figures["baseline_lost"] = base["links"] - base["distinct"]
+        figures["baseline_duplicated"] = base["stored"] - base["distinct"]
+    return figures
 
 
 def child(customers: int, responses: int) -> None:

@@ -1,14 +1,25 @@
 """The customer-facing survey pages behind personal links. No login.
 
-/s/<token>/ keeps the token's hash in the session and redirects to the token-free /s/answer/
-(like Django's password reset), so the token never reaches a Referer header or a log of the
-answer page. GET never spends a link; POST saves a draft or finishes the response. Every page
-sends Cache-Control: no-store and Referrer-Policy: no-referrer and reveals at most the
+/s/<token>/ keeps the token's hash in a signed cookie and redirects to the token-free
+/s/answer/ (like Django's password reset), so the token never reaches a Referer header or a log
+of the answer page. GET never spends a link; POST saves a draft or finishes the response. Every
+page sends Cache-Control: no-store and Referrer-Policy: no-referrer and reveals at most the
 customer's first name.
+
+Why a signed cookie and not the session: customers never log in, and the only thing the flow
+remembers is which link was opened. A database session would cost a session row INSERT per
+opened link and a session SELECT on every later survey request; the signed cookie costs an
+HMAC. It is signed with SECRET_KEY (and a salt of its own) and timestamped, so it cannot be
+forged or kept alive past LINK_COOKIE_MAX_AGE; it is HttpOnly, Secure like the session cookie,
+SameSite=Lax, and only sent to /s/. It carries the token's hash, never the token, and the
+database still decides on every request whether the link is valid, expired or answered. Staff
+sessions are untouched (no settings change).
 """
 
 from functools import wraps
 
+from django.conf import settings
+from django.core import signing
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -22,7 +33,33 @@ from .answers import answers_parse, draft_to_raw, field_name
 from .models import CHOICE_KINDS, ResponseDraft
 from .ratelimit import rate_limit_exceeded
 
-SESSION_KEY = "_survey_invitation_hash"
+LINK_COOKIE = "survey_link"
+LINK_COOKIE_SALT = "surveys.public_views.link"
+LINK_COOKIE_PATH = "/s/"
+LINK_COOKIE_MAX_AGE = 14 * 24 * 3600  # like Django's default session age
+
+
+def _remember_link(response, digest: str) -> None:
+    response.set_signed_cookie(
+        LINK_COOKIE,
+        digest,
+        salt=LINK_COOKIE_SALT,
+        max_age=LINK_COOKIE_MAX_AGE,
+        path=LINK_COOKIE_PATH,
+        secure=settings.SESSION_COOKIE_SECURE,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def _remembered_link(request) -> str:
+    """The opened link's hash, or "" when there is none or the cookie was tampered with."""
+    try:
+        return request.get_signed_cookie(
+            LINK_COOKIE, default="", salt=LINK_COOKIE_SALT, max_age=LINK_COOKIE_MAX_AGE
+        )
+    except signing.BadSignature:
+        return ""
 
 
 def public_page(view):
@@ -64,9 +101,10 @@ def open_link(request, token: str):
     invitation = selectors.invitation_for_hash(digest)
     if invitation is None:
         return _invalid(request)
-    request.session[SESSION_KEY] = digest
     services.invitation_mark_opened(invitation=invitation)
-    return HttpResponseRedirect(reverse("surveys:public_answer"))
+    response = HttpResponseRedirect(reverse("surveys:public_answer"))
+    _remember_link(response, digest)
+    return response
 
 
 def question_rows(questions, raw, errors):
@@ -95,7 +133,7 @@ def question_rows(questions, raw, errors):
 @csrf_protect
 @require_http_methods(["GET", "POST"])
 def answer(request):
-    invitation = selectors.invitation_for_hash(request.session.get(SESSION_KEY, ""))
+    invitation = selectors.invitation_for_hash(_remembered_link(request))
     if invitation is None:
         return _invalid(request)
     campaign = invitation.campaign
@@ -132,8 +170,7 @@ def answer(request):
             except services.LinkExpired:
                 return _page(request, "public/link_expired.html", 410, invitation)
             if finishing:
-                # The session keeps the key: a reload shows "already answered" (the database
-                # decides), and leaving the session unmodified saves a write per response.
+                # The cookie stays: a reload shows "already answered" (the database decides).
                 return _page(
                     request,
                     "public/thanks.html",
@@ -143,7 +180,12 @@ def answer(request):
                     first_name=invitation.customer.first_name,
                 )
     else:
-        draft = ResponseDraft.objects.filter(invitation=invitation).first()
+        # The lookup already says whether a draft exists: no query for the usual first visit.
+        draft = (
+            ResponseDraft.objects.filter(invitation=invitation).first()
+            if invitation.has_draft
+            else None
+        )
         raw = draft_to_raw(draft.data) if draft else {}
 
     with translation.override(language):

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import BooleanField, Case, Exists, OuterRef, Subquery, Value, When
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -468,11 +468,18 @@ def response_submit(
         if scores.is_unhappy(by_id[qid].kind, value if isinstance(value, int) else None)
     ]
     customer = invitation.customer
-    previous_unhappy = (
+    # "Recovered" compares with the customer's latest earlier response, read by the INSERT
+    # itself (a subquery), so it costs no round trip of its own.
+    previous_unhappy = Subquery(
         Response.objects.filter(customer_id=customer.pk)
         .order_by("-finished_at", "-id")
-        .values_list("unhappy", flat=True)
-        .first()
+        .values("unhappy")[:1],
+        output_field=BooleanField(),
+    )
+    recovered = Case(
+        When(previous_unhappy, then=Value(not unhappy_answers)),
+        default=Value(None),
+        output_field=BooleanField(null=True),
     )
     try:
         # One transaction, no savepoint: the unique constraint decides between two submits.
@@ -484,8 +491,10 @@ def response_submit(
                 customer_id=customer.pk,
                 language=language[:8],
                 unhappy=bool(unhappy_answers),
-                recovered=(not unhappy_answers) if previous_unhappy else None,
+                recovered=recovered,
             )
+            # Forget the expression: the stored value is read back only if a caller asks.
+            del response.__dict__["recovered"]
             Answer.objects.bulk_create(
                 [_answer(response, by_id[qid], value) for qid, value in values.items()]
             )
