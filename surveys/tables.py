@@ -63,7 +63,7 @@ class VerbatimTable(tables.Table):
     )
     campaign = tables.Column(accessor="response__campaign__name", verbose_name=_("campaign"))
     question = tables.Column(accessor="question__text_en", verbose_name=_("question"))
-    value_text = tables.Column(verbose_name=_("answer"))
+    value_text = tables.Column(verbose_name=_("answer"), attrs={"td": {"class": "wrap"}})
     unhappy = tables.BooleanColumn(accessor="response__unhappy", verbose_name=_("unhappy"))
 
     class Meta:
