@@ -354,3 +354,62 @@ def test_naive_datetimes_are_in_the_current_time_zone(settings):
         imports._IMPORT_TZ.set(None)
         moment = imports.p_datetime("2026-01-05 09:00")
     assert moment == dt.datetime(2026, 1, 5, 0, 0, tzinfo=dt.UTC)
+
+
+# ---------------------------------------------------------------- speed paths (issue 5)
+
+
+@given(st.from_regex(imports._PLAIN_EMAIL, fullmatch=True).filter(lambda v: len(v) <= 254))
+def test_email_fast_path_accepts_only_what_django_accepts(value):
+    from django.core.validators import validate_email
+
+    validate_email(value)  # raises if the fast path let through something Django refuses
+    assert imports.p_email(value) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a..b@example.com", ".a@example.com", "a@-x.com", "a@x-.com", "a@example.c0m", "a b@x.com"],
+)
+def test_email_parser_rejects(text):
+    with pytest.raises(ValueError):
+        imports.p_email(text)
+
+
+@pytest.mark.parametrize("text", ["o'brien@example.com", "a@localhost", "ü@example.com"])
+def test_email_outside_the_fast_path_still_goes_through_the_validator(text):
+    from django.core.validators import validate_email
+
+    try:
+        validate_email(text)
+    except Exception:
+        expected_ok = False
+    else:
+        expected_ok = True
+    if expected_ok:
+        assert imports.p_email(text) == text
+    else:
+        with pytest.raises(ValueError):
+            imports.p_email(text)
+
+
+def test_every_repeat_of_an_external_id_names_its_first_line():
+    CustomerFactory(external_id="C1")
+    report = imports.orders_import(
+        file=csv_file(
+            "customer_ref,placed_at,revenue,external_id\n"
+            "C1,2026-01-05,1,A\n"
+            "C1,2026-01-05,1,B\n"
+            "C1,2026-01-05,1,A\n"
+            "C1,2026-01-05,1,\n"
+            "C1,2026-01-05,1,\n"
+            "C1,2026-01-05,1,A\n"
+            "C1,2026-01-05,1,B\n"
+        )
+    )
+    assert messages(report) == [
+        "line 4, column external_id: external_id repeats line 2",
+        "line 7, column external_id: external_id repeats line 2",
+        "line 8, column external_id: external_id repeats line 3",
+    ]
+    assert not Order.objects.exists()
