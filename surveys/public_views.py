@@ -28,7 +28,7 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import selectors, services, tokens
+from . import public_selectors, selectors, services, tokens
 from .answers import answers_parse, draft_to_raw, field_name
 from .models import CHOICE_KINDS, ResponseDraft
 from .ratelimit import rate_limit_exceeded
@@ -133,7 +133,7 @@ def question_rows(questions, raw, errors):
 @csrf_protect
 @require_http_methods(["GET", "POST"])
 def answer(request):
-    invitation = selectors.invitation_for_hash(_remembered_link(request))
+    invitation, questions = public_selectors.invitation_with_questions(_remembered_link(request))
     if invitation is None:
         return _invalid(request)
     campaign = invitation.campaign
@@ -143,7 +143,6 @@ def answer(request):
         status = 409 if request.method == "POST" else 200
         return _page(request, "public/already_answered.html", status, invitation)
 
-    questions = selectors.survey_questions(campaign.survey)
     language = invitation.customer.preferred_language
     status, saved, errors = 200, False, {}
     if request.method == "POST":

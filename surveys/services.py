@@ -6,7 +6,10 @@ django.core.exceptions.ValidationError with a message naming the field and the r
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
+import json
 import logging
 from dataclasses import dataclass
 
@@ -468,38 +471,31 @@ def response_submit(
         if scores.is_unhappy(by_id[qid].kind, value if isinstance(value, int) else None)
     ]
     customer = invitation.customer
-    # "Recovered" compares with the customer's latest earlier response, read by the INSERT
-    # itself (a subquery), so it costs no round trip of its own.
-    previous_unhappy = Subquery(
-        Response.objects.filter(customer_id=customer.pk)
-        .order_by("-finished_at", "-id")
-        .values("unhappy")[:1],
-        output_field=BooleanField(),
+    response = Response(
+        invitation_id=invitation.pk,
+        campaign_id=invitation.campaign_id,
+        survey_id=invitation.campaign.survey_id,
+        customer_id=customer.pk,
+        finished_at=timezone.now(),
+        language=language[:8],
+        unhappy=bool(unhappy_answers),
     )
-    recovered = Case(
-        When(previous_unhappy, then=Value(not unhappy_answers)),
-        default=Value(None),
-        output_field=BooleanField(null=True),
+    answers = [_answer(response, by_id[qid], value) for qid, value in values.items()]
+    has_draft = getattr(invitation, "has_draft", True)
+    # The usual response (happy, no draft, not inside a caller's transaction) is one statement
+    # on PostgreSQL, atomic on its own: no BEGIN and COMMIT round trips.
+    alone = connection.vendor == "postgresql" and not (
+        unhappy_answers or has_draft or connection.in_atomic_block
     )
     try:
-        # One transaction, no savepoint: the unique constraint decides between two submits.
-        with transaction.atomic():
-            response = Response.objects.create(
-                invitation=invitation,
-                campaign_id=invitation.campaign_id,
-                survey_id=invitation.campaign.survey_id,
-                customer_id=customer.pk,
-                language=language[:8],
-                unhappy=bool(unhappy_answers),
-                recovered=recovered,
-            )
-            # Forget the expression: the stored value is read back only if a caller asks.
-            del response.__dict__["recovered"]
-            Answer.objects.bulk_create(
-                [_answer(response, by_id[qid], value) for qid, value in values.items()]
-            )
-            if getattr(invitation, "has_draft", True):
-                ResponseDraft.objects.filter(invitation=invitation).delete()
+        # No check before the insert: the unique constraint decides between two submits.
+        with contextlib.nullcontext() if alone else transaction.atomic():
+            if connection.vendor == "postgresql":
+                _response_insert_pg(response, answers)
+            else:
+                _response_insert_orm(response, answers)
+            if has_draft:
+                ResponseDraft.objects.filter(invitation_id=invitation.pk).delete()
             if unhappy_answers:
                 _follow_up_open(
                     response=response,
@@ -516,6 +512,80 @@ def response_submit(
             raise AlreadyAnswered from None
         raise
     return response
+
+
+def _previous_unhappy(customer_id: int) -> Subquery:
+    """The customer's latest earlier response's `unhappy`, as a subquery for the INSERT."""
+    return Subquery(
+        Response.objects.filter(customer_id=customer_id)
+        .order_by("-finished_at", "-id")
+        .values("unhappy")[:1],
+        output_field=BooleanField(),
+    )
+
+
+def _response_insert_orm(response: Response, answers: list[Answer]) -> None:
+    """Portable: INSERT the response ("recovered" read by the INSERT itself), then its
+    answers in one bulk INSERT. Runs inside the caller's transaction."""
+    response.recovered = Case(
+        When(_previous_unhappy(response.customer_id), then=Value(not response.unhappy)),
+        default=Value(None),
+        output_field=BooleanField(null=True),
+    )
+    response.save(force_insert=True)
+    del response.__dict__["recovered"]  # the stored value is read back only if asked for
+    for answer in answers:
+        answer.response_id = response.pk
+    Answer.objects.bulk_create(answers)
+
+
+@functools.cache
+def _response_insert_sql() -> str:
+    qn = connection.ops.quote_name
+    response_table, answer_table = qn(Response._meta.db_table), qn(Answer._meta.db_table)
+    return (
+        f"WITH r AS (INSERT INTO {response_table} "  # noqa: S608 - identifiers from metadata
+        "(invitation_id, campaign_id, survey_id, customer_id, finished_at, language, unhappy,"
+        " recovered) VALUES (%s, %s, %s, %s, %s, %s, %s, CASE WHEN ("
+        f"SELECT p.unhappy FROM {response_table} p WHERE p.customer_id = %s"
+        " ORDER BY p.finished_at DESC, p.id DESC LIMIT 1) THEN %s END) RETURNING id), "
+        f"a AS (INSERT INTO {answer_table} "
+        "(response_id, question_id, kind, value_int, value_text, value_choices) "
+        "SELECT r.id, x.question_id, x.kind, x.value_int, x.value_text, x.value_choices "
+        "FROM r, jsonb_to_recordset(%s::jsonb) AS x(question_id bigint, kind varchar,"
+        " value_int smallint, value_text text, value_choices jsonb)) "
+        "SELECT id FROM r"
+    )
+
+
+def _response_insert_pg(response: Response, answers: list[Answer]) -> None:
+    """The response and all its answers in ONE statement (a data-modifying CTE), so it is
+    atomic even outside a transaction; the same columns and constraints as the ORM path."""
+    rows = json.dumps(
+        [
+            {
+                "question_id": a.question_id,
+                "kind": a.kind,
+                "value_int": a.value_int,
+                "value_text": a.value_text,
+                "value_choices": a.value_choices,
+            }
+            for a in answers
+        ]
+    )
+    r = response
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _response_insert_sql(),
+            [
+                *(r.invitation_id, r.campaign_id, r.survey_id, r.customer_id, r.finished_at),
+                *(r.language, r.unhappy, r.customer_id, not r.unhappy, rows),
+            ],
+        )
+        response.pk = cursor.fetchone()[0]
+    response._state.adding = False
+    response._state.db = connection.alias
+    del response.__dict__["recovered"]  # the stored value is read back only if asked for
 
 
 def _answer(response: Response, question: Question, value) -> Answer:
