@@ -476,6 +476,8 @@ def test_public_and_auth_pages(world):
         assert response.status_code == 404, bad
         assert "no-store" in response["Cache-Control"]
         assert response["Referrer-Policy"] == "no-referrer"
+    wrong_method = client_for().post(f"/s/{world.token}/")
+    assert wrong_method.status_code == 405 and "no-store" in wrong_method["Cache-Control"]
     lost = client_for().get("/s/answer/")
     assert lost.status_code == 404 and "no-store" in lost["Cache-Control"]
 
