@@ -28,6 +28,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -36,7 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from psycopg.copy import QueuedLibpqWriter
@@ -685,6 +686,56 @@ def _dup_message(col: str):
     return lambda first: _("%(col)s repeats line %(first)s") % {"col": col, "first": first}
 
 
+# A load of at least this many rows that at least doubles its table rebuilds the table's plain
+# indexes instead of maintaining them row by row (see _bulk_load).
+BULK_LOAD_MIN_ROWS = 50_000
+BULK_INDEX_MEM = "256MB"
+
+
+@contextmanager
+def _bulk_load(table: str, rows: int) -> Iterator[None]:
+    """Around one big INSERT into `table`: when the load has BULK_LOAD_MIN_ROWS rows or more and
+    at least doubles the table, drop the table's plain (non-unique) indexes first and build them
+    again afterwards, in the same transaction. One sorted build is far cheaper than a million
+    index insertions: measured at 500k customers, the trigram (GIN) index of the customer
+    search alone took more than half the import. Unique indexes stay, so ON CONFLICT, the
+    anti-joins and the duplicate guarantees are unchanged; a failure rolls the drop back with
+    everything else. The drop locks the table until commit (readers wait), so it is only done
+    for loads that dominate the table, and only when that lock is free right now (NOWAIT);
+    otherwise the insert maintains the indexes as usual.
+    """
+    rebuild: list[str] = []
+    if rows >= BULK_LOAD_MIN_ROWS:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) t", [rows])  # noqa: S608
+            if cursor.fetchone()[0] <= rows:
+                cursor.execute(
+                    "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+                    "WHERE indrelid = %s::regclass AND indisvalid AND NOT indisunique "
+                    "AND NOT indisprimary AND NOT indisexclusion",
+                    [table],
+                )
+                found = cursor.fetchall()
+                try:
+                    with transaction.atomic():
+                        cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE NOWAIT")
+                        for name, _ddl in found:
+                            cursor.execute(f"DROP INDEX {name}")
+                    rebuild = [ddl for _name, ddl in found]
+                except OperationalError:  # someone is using the table: keep the indexes
+                    rebuild = []
+    yield
+    if rebuild:
+        with connection.cursor() as cursor:
+            # An index cannot be built while deferred foreign-key checks are pending: run them
+            # now (a violation raises IntegrityError here), then defer again, Django's default.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute(f"SET LOCAL maintenance_work_mem = '{BULK_INDEX_MEM}'")
+            for ddl in rebuild:
+                cursor.execute(ddl)
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+
+
 # --------------------------------------------------------------------------------------------
 # Orders and interactions
 # --------------------------------------------------------------------------------------------
@@ -769,16 +820,18 @@ def _facts_pg(spec: Spec, rows: Iterable[tuple], report: ImportReport, create_cu
         extra_vals = [make() for make in spec.extra.values()]
         inner = " ".join(j.replace("LEFT JOIN", "JOIN") for j in joins)
         targets = [r.target for r in spec.refs] + spec.direct + extra_cols
-        cursor.execute(
-            f"INSERT INTO {table} ({', '.join(targets)}) "  # noqa: S608
-            f"SELECT {', '.join(theirs + ['%s'] * len(extra_cols))} FROM {stage.name} s {inner} "
-            # A plain NOT EXISTS becomes a hash anti-join; rows without an id never match.
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} t "
-            "WHERE t.external_id = s.external_id AND t.external_id <> '') "
-            # In customer order, so index and foreign-key work walks the tables in key order.
-            "ORDER BY r0.id",
-            extra_vals,
-        )
+        with _bulk_load(table, report.rows):
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(targets)}) "  # noqa: S608
+                f"SELECT {', '.join(theirs + ['%s'] * len(extra_cols))} "
+                f"FROM {stage.name} s {inner} "
+                # A plain NOT EXISTS becomes a hash anti-join; rows without an id never match.
+                f"WHERE NOT EXISTS (SELECT 1 FROM {table} t "
+                "WHERE t.external_id = s.external_id AND t.external_id <> '') "
+                # In customer order, so index and foreign-key work walks the tables in key order.
+                "ORDER BY r0.id",
+                extra_vals,
+            )
         report.created = cursor.rowcount
     report.unchanged = report.rows - report.created
     stage.drop()
@@ -1015,15 +1068,18 @@ def _customers_pg(rows, report, present, with_owner, user) -> None:
             if updated
             else "FALSE"
         )
-        cursor.execute(
-            f"WITH w AS (INSERT INTO {customers} ({', '.join(insert_cols)}) "  # noqa: S608
-            f"SELECT {', '.join(select)} FROM {stage.name} s {owner_join} "
-            f"ON CONFLICT (external_id) WHERE external_id <> '' DO UPDATE SET {', '.join(sets)} "
-            f"WHERE {changed} RETURNING (xmax = 0) AS inserted) "
-            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM w",
-            params,
-        )
-        report.created, report.updated = cursor.fetchone()
+        with _bulk_load(customers, report.rows):
+            cursor.execute(
+                f"WITH w AS (INSERT INTO {customers} ({', '.join(insert_cols)}) "  # noqa: S608
+                f"SELECT {', '.join(select)} FROM {stage.name} s {owner_join} "
+                "ON CONFLICT (external_id) WHERE external_id <> '' "
+                f"DO UPDATE SET {', '.join(sets)} "
+                f"WHERE {changed} RETURNING (xmax = 0) AS inserted) "
+                "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
+                "FROM w",
+                params,
+            )
+            report.created, report.updated = cursor.fetchone()
     report.unchanged = report.rows - report.created - report.updated
     stage.drop()
 

@@ -413,3 +413,78 @@ def test_every_repeat_of_an_external_id_names_its_first_line():
         "line 8, column external_id: external_id repeats line 3",
     ]
     assert not Order.objects.exists()
+
+
+def _index_defs(table: str) -> set[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_index "
+            "WHERE indrelid = %s::regclass AND indisvalid",
+            [table],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+class _Statements:
+    def __init__(self):
+        self.sql: list[str] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        self.sql.append(sql)
+        return execute(sql, params, many, context)
+
+    def count(self, fragment: str) -> int:
+        return sum(fragment in s for s in self.sql)
+
+
+def test_bulk_load_rebuilds_plain_indexes_only_when_the_load_dominates(write_path, monkeypatch):
+    from django.db import connection
+
+    if write_path == "python":
+        pytest.skip("PostgreSQL only")
+    monkeypatch.setattr(imports, "BULK_LOAD_MIN_ROWS", 2)
+    before = _index_defs("crm_customer"), _index_defs("crm_order")
+    seen = _Statements()
+    with connection.execute_wrapper(seen):
+        report = imports.customers_import(
+            file=csv_file("external_id,first_name,email\nC1,Ann,a@x.io\nC2,Bo,b@x.io\n")
+        )
+        assert report.ok, messages(report)
+        orders = imports.orders_import(
+            file=csv_file("customer_ref,placed_at,revenue\nC1,2026-01-05,1\nC2,2026-01-05,2\n")
+        )
+        assert orders.ok, messages(orders)
+    assert seen.count("DROP INDEX") > 0
+    assert (_index_defs("crm_customer"), _index_defs("crm_order")) == before
+    assert Customer.objects.filter(email="b@x.io").count() == 1  # indexes answer correctly
+    # A small load into a bigger table keeps its indexes.
+    seen = _Statements()
+    with connection.execute_wrapper(seen):
+        report = imports.customers_import(file=csv_file("external_id,first_name\nC3,Cy\n"))
+    assert report.ok and seen.count("DROP INDEX") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_load_keeps_the_indexes_when_another_session_uses_the_table(write_path, monkeypatch):
+    from django.db import connections
+
+    if write_path == "python":
+        pytest.skip("PostgreSQL only")
+    monkeypatch.setattr(imports, "BULK_LOAD_MIN_ROWS", 2)
+    before = _index_defs("crm_customer")
+    other = connections.create_connection("default")
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:  # a reader in an open transaction holds a share lock
+            cursor.execute("SELECT count(*) FROM crm_customer")
+        report = imports.customers_import(
+            file=csv_file("external_id,first_name\nC1,Ann\nC2,Bo\nC3,Cy\n")
+        )
+    finally:
+        other.rollback()
+        other.close()
+    assert report.ok, messages(report)
+    assert report.created == 3
+    assert _index_defs("crm_customer") == before
