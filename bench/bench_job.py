@@ -170,7 +170,12 @@ def run(ctx) -> list:
     return [
         Result(f"ROI job full run, {customers:,} customers", full_s, "s", None),
         Result("  of which metrics refresh (full)", metrics_s, "s", None),
-        Result(f"ROI job incremental run ({INCREMENTAL_CHANGED:.0%} changed)", inc_s, "s", None),
+        Result(
+            f"ROI job incremental run, next day, {INCREMENTAL_CHANGED:.0%} changed",
+            inc_s,
+            "s",
+            None,
+        ),
         Result(
             f"metrics: set-based SQL vs per-customer ORM loop (scaled from {len(sample):,})",
             speedup,
