@@ -53,6 +53,8 @@ def _parse_one(q, values: list[str]) -> tuple[str | None, object]:
         text = values[0].strip()
         if len(values) > 1:
             return _("Send one text per question."), None
+        if "\x00" in text:  # PostgreSQL text and jsonb cannot store it (was a 500)
+            return _("Null characters are not allowed."), None
         if len(text) > MAX_TEXT_ANSWER:
             return (
                 _("Please keep your answer under %(max)d characters (it has %(n)d).")

@@ -65,3 +65,29 @@ def test_churn_interview_can_be_recorded_without_a_recorder():
         primary_reason=reason(),
     )
     assert interview.created_by is None
+
+
+@pytest.mark.parametrize("action", ["submit", "save"])
+def test_a_null_byte_in_a_text_answer_is_refused_with_a_message(client, action):
+    """Found by the sweep: PostgreSQL cannot store NUL in text or jsonb (it was a 500)."""
+    from surveys.models import Response, ResponseDraft
+    from surveys.tests.survey_helpers import (
+        full_answers,
+        make_campaign,
+        make_invitation,
+        make_survey,
+    )
+    from surveys.tests.survey_helpers import open_link as open_survey_link
+
+    survey = make_survey(["nps", "text"])
+    invitation, token = make_invitation(make_campaign(survey))
+    open_survey_link(client, token)
+    data = full_answers(survey, text="fine\x00 thanks")
+    data["action"] = action
+
+    response = client.post("/s/answer/", data)
+
+    assert response.status_code == 400
+    assert "Null characters are not allowed." in response.content.decode()
+    assert not Response.objects.filter(invitation=invitation).exists()
+    assert not ResponseDraft.objects.filter(invitation=invitation).exists()
