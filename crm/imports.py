@@ -250,6 +250,36 @@ def p_datetime(value: str) -> dt.datetime:
 # The current time zone, looked up once per import: naive date-times in the file are local.
 _IMPORT_TZ: ContextVar[dt.tzinfo | None] = ContextVar("import_tz", default=None)
 
+# ISO date-times that PostgreSQL reads exactly as Python does (offsets within +-14:00, at most
+# microseconds). Such a cell, once fromisoformat has checked its ranges, is staged as text and
+# cast by PostgreSQL: a datetime object per row, its time-zone replace and psycopg's dumping
+# of it cost about a third of the order import's Python time (measured: formatting rows for
+# COPY 150k rows/s with datetime objects, 490k rows/s with the same values as text).
+_ISO_MOMENT = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?"
+    r"(Z|[+-](?:0\d|1[0-4]):[0-5]\d)?"
+)
+
+
+def p_datetime_text(value: str) -> dt.datetime | str:
+    """p_datetime for the PostgreSQL path: the text itself when PostgreSQL reads it the same
+    way (an explicit offset, or a naive value while the import time zone is UTC, the time zone
+    of the import session); otherwise, and for every error, p_datetime."""
+    match = _ISO_MOMENT.fullmatch(value)
+    if match and (match.group(1) or _import_tz_is_utc()):
+        try:
+            dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return value
+    return p_datetime(value)
+
+
+def _import_tz_is_utc() -> bool:
+    tz = _IMPORT_TZ.get() or timezone.get_current_timezone()
+    return tz is dt.UTC or getattr(tz, "key", None) in ("UTC", "Etc/UTC")
+
 
 # A strict subset of what Django's EmailValidator accepts (plain ASCII dot-atom local part,
 # LDH domain labels, alphabetic TLD): the common case skips the validator's lazy regexes,
@@ -282,6 +312,8 @@ class Column:
     parse: Callable[[str], Any]
     required: bool = False  # the header must have it and every row a value
     default: Any = ""
+    # On the PostgreSQL path, a parser that may return text PostgreSQL casts the same way.
+    pg_parse: Callable[[str], Any] | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,7 +366,12 @@ def _read_header(reader, columns: dict[str, Column]) -> list[str]:
 
 
 def _parse_rows(
-    file, columns: dict[str, Column], report: ImportReport, progress: ProgressCallback | None
+    file,
+    columns: dict[str, Column],
+    report: ImportReport,
+    progress: ProgressCallback | None,
+    *,
+    pg: bool = False,
 ) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
     """Check the header, then yield (line, values) for every row that parses; errors go to the
     report. Every column of `columns` gets a value (its default when absent or empty)."""
@@ -347,7 +384,10 @@ def _parse_rows(
         raise ImportFileError(_("The file is not UTF-8 text. Save it as CSV UTF-8 and retry."))
     except csv.Error as exc:
         raise ImportFileError(_("The header is not valid CSV: %(error)s") % {"error": exc}, 1)
-    specs = [(c.name, c.parse, c.required, c.default) for c in (columns[n] for n in header)]
+    specs = [
+        (c.name, (pg and c.pg_parse) or c.parse, c.required, c.default)
+        for c in (columns[n] for n in header)
+    ]
     absent = {c.name: c.default for c in columns.values() if c.name not in header}
     width = len(header)
 
@@ -445,7 +485,7 @@ ORDER_COLUMNS = {
     c.name: c
     for c in [
         Column("customer_ref", p_text(64), required=True),
-        Column("placed_at", p_datetime, required=True),
+        Column("placed_at", p_datetime, required=True, pg_parse=p_datetime_text),
         Column("revenue", p_money, required=True),
         Column("cost", p_money, default=None),
         Column("margin", lambda v: _signed_money(v), default=None),
@@ -461,7 +501,7 @@ INTERACTION_COLUMNS = {
     for c in [
         Column("customer_ref", p_text(64), required=True),
         Column("staff", p_text(STAFF_MAX), required=True),
-        Column("occurred_at", p_datetime, required=True),
+        Column("occurred_at", p_datetime, required=True, pg_parse=p_datetime_text),
         Column("channel", p_choice(InteractionChannel.values), required=True),
         Column("direction", p_choice(Direction.values), default=Direction.INBOUND),
         Column("minutes", p_int(1, 1440), required=True),
@@ -642,6 +682,8 @@ class _PgStage:
             # The checks and the insert sort the whole file: in memory, not on disk, for this
             # transaction only.
             cursor.execute(f"SET LOCAL work_mem = '{STAGE_WORK_MEM}'")
+            # Naive date-times staged as text (p_datetime_text) are read in UTC.
+            cursor.execute("SET LOCAL TimeZone = 'UTC'")
 
     def fill(self, rows: Iterable[tuple]) -> None:
         with connection.cursor() as cursor:
@@ -749,7 +791,7 @@ def _run_facts(
     create_customers: bool,
     progress: ProgressCallback | None,
 ) -> None:
-    _header, parsed = _parse_rows(file, spec.columns, report, progress)
+    _header, parsed = _parse_rows(file, spec.columns, report, progress, pg=_is_postgres())
     if spec is ORDER_SPEC:
         rate = settings.CRM_DEFAULT_MARGIN_RATE
         rows = (r for line, v in parsed if (r := _order_row(line, v, report, rate)) is not None)

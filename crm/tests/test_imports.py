@@ -488,3 +488,76 @@ def test_bulk_load_keeps_the_indexes_when_another_session_uses_the_table(write_p
     assert report.ok, messages(report)
     assert report.created == 3
     assert _index_defs("crm_customer") == before
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-01-05",
+        "2026-01-05T10:30",
+        "2026-01-05 10:30:15.123456",
+        "2026-01-05T10:30:00Z",
+        "2026-01-05T10:30:00+09:00",
+        "2026-01-05T10:30:00-03:30",
+    ],
+)
+def test_common_iso_date_times_are_staged_as_text(text):
+    imports._IMPORT_TZ.set(dt.UTC)
+    assert imports.p_datetime_text(text) == text
+
+
+@pytest.mark.parametrize("text", ["2026-02-30", "2026-01-05T25:00", "2026-13-01T10:00+09:00"])
+def test_staged_date_times_are_still_checked(text):
+    imports._IMPORT_TZ.set(dt.UTC)
+    with pytest.raises(ValueError, match="ISO"):
+        imports.p_datetime_text(text)
+
+
+def test_date_times_postgresql_might_read_differently_are_parsed_in_python():
+    from zoneinfo import ZoneInfo
+
+    imports._IMPORT_TZ.set(dt.UTC)
+    # Offsets beyond +-14:00 and week dates are not staged as text.
+    assert isinstance(imports.p_datetime_text("2026-01-05T10:00+15:00"), dt.datetime)
+    assert isinstance(imports.p_datetime_text("2026-W02-1"), dt.datetime)
+    imports._IMPORT_TZ.set(ZoneInfo("Asia/Seoul"))  # naive values are local, not UTC
+    assert imports.p_datetime_text("2026-01-05 09:00") == dt.datetime(
+        2026, 1, 5, 0, 0, tzinfo=dt.UTC
+    )
+    assert imports.p_datetime_text("2026-01-05T09:00+09:00") == "2026-01-05T09:00+09:00"
+
+
+def test_imported_date_times_are_stored_at_the_right_moment():
+    from django.utils import timezone
+
+    CustomerFactory(external_id="C1")
+    text = (
+        "customer_ref,placed_at,revenue,external_id\n"
+        "C1,2026-01-05,1,A\n"
+        "C1,2026-01-05T10:30:15.5Z,1,B\n"
+        "C1,2026-01-05 10:30-03:30,1,C\n"
+    )
+    assert imports.orders_import(file=csv_file(text)).ok
+    with timezone.override("Asia/Seoul"):
+        report = imports.orders_import(
+            file=csv_file("customer_ref,placed_at,revenue,external_id\nC1,2026-01-05 09:00,1,D\n")
+        )
+    assert report.ok, messages(report)
+    assert dict(Order.objects.values_list("external_id", "placed_at")) == {
+        "A": dt.datetime(2026, 1, 5, tzinfo=dt.UTC),
+        "B": dt.datetime(2026, 1, 5, 10, 30, 15, 500000, tzinfo=dt.UTC),
+        "C": dt.datetime(2026, 1, 5, 14, 0, tzinfo=dt.UTC),
+        "D": dt.datetime(2026, 1, 5, 0, 0, tzinfo=dt.UTC),
+    }
+    # Re-importing the same file is recognised as identical (the staged casts compare equal).
+    again = imports.orders_import(file=csv_file(text))
+    assert (again.ok, again.created, again.unchanged) == (True, 0, 3)
+
+
+def test_bad_date_time_reports_line_and_column_on_every_path():
+    CustomerFactory(external_id="C1")
+    report = imports.orders_import(
+        file=csv_file("customer_ref,placed_at,revenue\nC1,2026-01-05,1\nC1,2026-02-30,1\n")
+    )
+    assert [(e.line, e.column) for e in report.errors] == [(3, "placed_at")]
+    assert not Order.objects.exists()
