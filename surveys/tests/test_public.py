@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from crm.models import Customer, FollowUp
@@ -254,13 +255,14 @@ def test_finishing_post_is_cheap_in_queries(client, django_assert_max_num_querie
     data = full_answers(invitation.campaign.survey)
     # One read (link, campaign, survey, customer and questions) and one INSERT statement for
     # the response and all its answers; the savepoint pair only exists inside the test's
-    # transaction. No session query: the link is remembered in a signed cookie.
-    with django_assert_max_num_queries(4):
+    # transaction. No session query: the link is remembered in a signed cookie. (SQLite, for
+    # make run, takes the portable path: two reads and two INSERTs.)
+    with django_assert_max_num_queries(4 if connection.vendor == "postgresql" else 6):
         assert client.post("/s/answer/", data).status_code == 200
 
 
 def test_answer_form_is_one_query(client, django_assert_max_num_queries):
     _, token = make_invitation()
     assert client.get(f"/s/{token}/").status_code == 302
-    with django_assert_max_num_queries(1):
+    with django_assert_max_num_queries(1 if connection.vendor == "postgresql" else 2):
         assert client.get("/s/answer/").status_code == 200

@@ -32,6 +32,8 @@ def _values(survey, questions, **overrides):
 
 
 def test_one_round_trip_read_matches_the_orm_selectors(django_assert_num_queries):
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-round-trip read is PostgreSQL's; others use the ORM selectors")
     invitation, _ = make_invitation()
     ResponseDraft.objects.create(invitation=invitation, data={})
     with django_assert_num_queries(1):
