@@ -1097,31 +1097,42 @@ def _customers_pg(rows, report, present, with_owner, user) -> None:
             params += [by, now]
             effort_cols = ["effort_rated_by_id", "effort_rated_at"]
         updated = present + (["owner_id"] if with_owner else [])
-        sets = [f"{n} = EXCLUDED.{n}" for n in updated] + ["updated_at = EXCLUDED.updated_at"]
-        # Who rated the effort and when changes only with the effort itself.
-        sets += [
-            f"{n} = CASE WHEN {customers}.service_effort IS DISTINCT FROM EXCLUDED.service_effort "
-            f"THEN EXCLUDED.{n} ELSE {customers}.{n} END"
-            for n in effort_cols
-        ]
+        value = {n: f"s.{n}" for n in present} | {"owner_id": "u.id"}
+        sets = [f"{n} = {value[n]}" for n in updated] + ["updated_at = %s"]
+        update_params: list = [now]
+        # Who rated the effort and when changes only with the effort itself (SET expressions
+        # read the row's old values).
+        for n, new_value in zip(effort_cols, (by, now), strict=False):  # none without effort
+            sets.append(
+                f"{n} = CASE WHEN c.service_effort IS DISTINCT FROM s.service_effort "
+                f"THEN %s ELSE c.{n} END"
+            )
+            update_params.append(new_value)
         changed = (
-            f"({', '.join(f'{customers}.{n}' for n in updated)}) IS DISTINCT FROM "
-            f"({', '.join(f'EXCLUDED.{n}' for n in updated)})"
+            f"({', '.join(f'c.{n}' for n in updated)}) IS DISTINCT FROM "
+            f"({', '.join(value[n] for n in updated)})"
             if updated
             else "FALSE"
         )
+        # Existing customers first, then one plain INSERT of the new ones: the anti-join has
+        # already excluded every existing id, so no ON CONFLICT (a speculative insertion per
+        # row); a row committed meanwhile by someone else fails on the unique index instead.
+        cursor.execute(
+            f"UPDATE {customers} c SET {', '.join(sets)} "  # noqa: S608
+            f"FROM {stage.name} s {owner_join} "
+            f"WHERE c.external_id = s.external_id AND c.external_id <> '' AND {changed}",
+            update_params,
+        )
+        report.updated = cursor.rowcount
         with _bulk_load(customers, report.rows):
             cursor.execute(
-                f"WITH w AS (INSERT INTO {customers} ({', '.join(insert_cols)}) "  # noqa: S608
+                f"INSERT INTO {customers} ({', '.join(insert_cols)}) "  # noqa: S608
                 f"SELECT {', '.join(select)} FROM {stage.name} s {owner_join} "
-                "ON CONFLICT (external_id) WHERE external_id <> '' "
-                f"DO UPDATE SET {', '.join(sets)} "
-                f"WHERE {changed} RETURNING (xmax = 0) AS inserted) "
-                "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
-                "FROM w",
+                f"WHERE NOT EXISTS (SELECT 1 FROM {customers} c "
+                "WHERE c.external_id = s.external_id AND c.external_id <> '')",
                 params,
             )
-            report.created, report.updated = cursor.fetchone()
+            report.created = cursor.rowcount
     report.unchanged = report.rows - report.created - report.updated
     stage.drop()
 
