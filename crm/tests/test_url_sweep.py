@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from django.core import mail
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
 from django.utils import timezone
@@ -485,23 +485,53 @@ def test_public_and_auth_pages(world):
 # --- garbage in -----------------------------------------------------------------------------
 
 
+def _fingerprint_sql() -> str:
+    """One query hashing every row of every crm/segments/surveys table (tiny here)."""
+    from django.apps import apps
+
+    tables = sorted(
+        model._meta.db_table
+        for label in ("crm", "segments", "surveys")
+        for model in apps.get_app_config(label).get_models()
+    )
+    # Table names come from the models, not from input.
+    parts = " UNION ALL ".join(
+        f"SELECT '{t}:' || md5(t::text) AS row FROM {t} t"  # noqa: S608
+        for t in tables
+    )
+    return f"SELECT md5(coalesce(string_agg(row, ',' ORDER BY row), '')) FROM ({parts}) rows"  # noqa: S608
+
+
+def data_fingerprint() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(_fingerprint_sql())
+        return cursor.fetchone()[0]
+
+
 def _failures(client, method, url, payloads, **headers) -> list[str]:
+    """Every payload in turn; a failure is a 5xx, an exception, or a refused POST (4xx) that
+    changed any row (refused input must leave nothing half-written)."""
     failures = []
+    before = data_fingerprint() if method == "post" else None
     for payload in payloads:
+        changed = False
         try:
             # Each request starts from the same data (a finished survey, a deleted profile
             # and the like are rolled back), so that every payload reaches the same code.
             with transaction.atomic():
                 response = consume(getattr(client, method)(url, payload, headers=headers))
+                status = response.status_code
+                if before and 400 <= status < 500 and status != 429:
+                    changed = data_fingerprint() != before
                 transaction.set_rollback(True)
-            status = response.status_code
         except Exception as exc:  # noqa: BLE001 - report every failure with its input
             status = f"{type(exc).__name__}: {str(exc)[:200]}"
-        if not isinstance(status, int) or status >= 500:
+        if not isinstance(status, int) or status >= 500 or changed:
             shown = {
                 k: (v if len(str(v)) < 60 else f"<{len(str(v))} chars>") for k, v in payload.items()
             }
-            failures.append(f"{method.upper()} {url} {shown} {headers or ''} -> {status}")
+            outcome = f"{status} but data changed" if changed else status
+            failures.append(f"{method.upper()} {url} {shown} {headers or ''} -> {outcome}")
     return failures
 
 
@@ -683,3 +713,14 @@ def test_csv_exports(world, name):
     assert "attachment" in response["Content-Disposition"]
     body = b"".join(response.streaming_content) if response.streaming else response.content
     assert body.count(b"\n") >= 1  # at least the header
+
+
+def test_the_fingerprint_sees_any_write(world):
+    """The "nothing half-written" check above is only as good as this."""
+    before = data_fingerprint()
+    assert data_fingerprint() == before
+    with transaction.atomic():
+        type(world.profile).objects.filter(pk=world.profile.pk).update(followers=1)
+        assert data_fingerprint() != before
+        transaction.set_rollback(True)
+    assert data_fingerprint() == before
