@@ -277,8 +277,15 @@ def p_datetime_text(value: str) -> dt.datetime | str:
 
 
 def _import_tz_is_utc() -> bool:
-    tz = _IMPORT_TZ.get() or timezone.get_current_timezone()
-    return tz is dt.UTC or getattr(tz, "key", None) in ("UTC", "Etc/UTC")
+    utc = _IMPORT_UTC.get()
+    if utc is None:
+        tz = _IMPORT_TZ.get() or timezone.get_current_timezone()
+        utc = tz is dt.UTC or getattr(tz, "key", None) in ("UTC", "Etc/UTC")
+    return utc
+
+
+# Whether the import time zone is UTC, looked up once per import (None: not yet known).
+_IMPORT_UTC: ContextVar[bool | None] = ContextVar("import_utc", default=None)
 
 
 # A strict subset of what Django's EmailValidator accepts (plain ASCII dot-atom local part,
@@ -376,6 +383,8 @@ def _parse_rows(
     """Check the header, then yield (line, values) for every row that parses; errors go to the
     report. Every column of `columns` gets a value (its default when absent or empty)."""
     _IMPORT_TZ.set(timezone.get_current_timezone())
+    _IMPORT_UTC.set(None)
+    _IMPORT_UTC.set(_import_tz_is_utc())
     stream = _text_stream(file)
     reader = csv.reader(stream, strict=True)
     try:

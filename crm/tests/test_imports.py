@@ -490,6 +490,11 @@ def test_bulk_load_keeps_the_indexes_when_another_session_uses_the_table(write_p
     assert _index_defs("crm_customer") == before
 
 
+def _import_tz(tz) -> None:
+    imports._IMPORT_TZ.set(tz)
+    imports._IMPORT_UTC.set(None)
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -502,13 +507,13 @@ def test_bulk_load_keeps_the_indexes_when_another_session_uses_the_table(write_p
     ],
 )
 def test_common_iso_date_times_are_staged_as_text(text):
-    imports._IMPORT_TZ.set(dt.UTC)
+    _import_tz(dt.UTC)
     assert imports.p_datetime_text(text) == text
 
 
 @pytest.mark.parametrize("text", ["2026-02-30", "2026-01-05T25:00", "2026-13-01T10:00+09:00"])
 def test_staged_date_times_are_still_checked(text):
-    imports._IMPORT_TZ.set(dt.UTC)
+    _import_tz(dt.UTC)
     with pytest.raises(ValueError, match="ISO"):
         imports.p_datetime_text(text)
 
@@ -516,11 +521,11 @@ def test_staged_date_times_are_still_checked(text):
 def test_date_times_postgresql_might_read_differently_are_parsed_in_python():
     from zoneinfo import ZoneInfo
 
-    imports._IMPORT_TZ.set(dt.UTC)
+    _import_tz(dt.UTC)
     # Offsets beyond +-14:00 and week dates are not staged as text.
     assert isinstance(imports.p_datetime_text("2026-01-05T10:00+15:00"), dt.datetime)
     assert isinstance(imports.p_datetime_text("2026-W02-1"), dt.datetime)
-    imports._IMPORT_TZ.set(ZoneInfo("Asia/Seoul"))  # naive values are local, not UTC
+    _import_tz(ZoneInfo("Asia/Seoul"))  # naive values are local, not UTC
     assert imports.p_datetime_text("2026-01-05 09:00") == dt.datetime(
         2026, 1, 5, 0, 0, tzinfo=dt.UTC
     )
