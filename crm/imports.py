@@ -758,7 +758,8 @@ def _bulk_load(table: str, rows: int) -> Iterator[None]:
     rebuild: list[str] = []
     if rows >= BULK_LOAD_MIN_ROWS:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) t", [rows])  # noqa: S608
+            # Counts at most rows + 1 existing rows: enough to know whether the load dominates.
+            cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) t", [rows + 1])  # noqa: S608
             if cursor.fetchone()[0] <= rows:
                 cursor.execute(
                     "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
