@@ -252,6 +252,17 @@ def _fresh_rate_limit():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _no_jobs_on_the_shared_broker(monkeypatch):
+    """The "Recalculate now" button publishes straight to the broker: keep the sweep's dozens
+    of posts off the Redis queue that the suite's real-worker tests consume."""
+    from segments.tasks import roi_recalculate_task
+
+    queued = []
+    monkeypatch.setattr(roi_recalculate_task, "delay", lambda **kw: queued.append(kw))
+    return queued
+
+
 # Path parameters: (route prefix, parameter) -> the World attribute holding the object.
 PARAMS = [
     ("customers/", "pk", "customer"),
