@@ -63,19 +63,24 @@ def run(ctx) -> list[Result]:
         ("by status + effort range", "/customers/?status=at_risk&effort_min=7&effort_max=10"),
         ("by decile", "/customers/?decile=1"),
         ("by text search", f"/customers/?q={term}"),
-        ("sorted by a column", "/customers/?sort=-last_name"),
+        ("sorted by a column", "/customers/?sort=-name"),
+        ("sorted by a column, deep page", "/customers/?sort=-service_effort&page=2000"),
         ("deep page", "/customers/?page=2000"),
+        ("by text search, deep page", f"/customers/?q={term}&page=20"),
     ]
+    # Parameter names are crm.filters.CustomerFilter's (bucket: a bucket id or "none").
     if bucket_id:
         variants.append(("by bucket", f"/customers/?bucket={bucket_id}"))
+        variants.append(("by bucket: Unsegmented", "/customers/?bucket=none"))
+    variants.append(("high-value accounts", "/accounts/high-value/"))
+    variants.append(("high-value accounts, deep page", "/accounts/high-value/?page=200"))
 
     results = []
     for label, url in variants:
         samples, status = _measure(client, url)
         note = "" if status == 200 else f"HTTP {status}"
-        results.append(
-            Result(f"/customers/ {label}: p95", percentile(samples, 95), "ms", 150.0, note=note)
-        )
+        name = label if url.startswith("/accounts/") else f"/customers/ {label}"
+        results.append(Result(f"{name}: p95", percentile(samples, 95), "ms", 150.0, note=note))
         print(
             f"  {label:28s} p95 {percentile(samples, 95):8.1f} ms"
             f"  median {median(samples):8.1f} ms  [{status}]",
