@@ -1,13 +1,12 @@
 """ROI screens: the dashboard (table, charts, last run, recalculate), negative-contribution
 customers (table + streamed CSV) and acquisition cohorts. Thin: selectors in, templates out."""
 
-import csv
 import logging
 from decimal import ROUND_HALF_UP, Decimal
 
 import django_tables2 as tables
 from django.contrib import messages
-from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
@@ -18,6 +17,7 @@ from django_tables2 import SingleTableMixin
 from django_tables2.paginators import LazyPaginator
 from kombu.exceptions import OperationalError as KombuOperationalError
 
+from crm.csv_export import csv_response
 from crm.models import Customer
 from crm.permissions import StaffPermissionMixin
 
@@ -235,20 +235,6 @@ NEGATIVE_CSV_COLUMNS = [
 ]
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def _csv_safe(value):
-    """Neutralise spreadsheet formulas in exported text cells."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 class NegativeContributionView(StaffPermissionMixin, SingleTableMixin, TemplateView):
     """Customers whose cost to serve exceeds their margin in the window; ?export=csv streams
     them all."""
@@ -271,16 +257,11 @@ class NegativeContributionView(StaffPermissionMixin, SingleTableMixin, TemplateV
         rows = selectors.negative_contribution_customers().values_list(
             *[name for name, _label in NEGATIVE_CSV_COLUMNS]
         )
-        writer = csv.writer(_Echo())
-
-        def stream():
-            yield writer.writerow([str(label) for _name, label in NEGATIVE_CSV_COLUMNS])
-            for row in rows.iterator(chunk_size=2000):
-                yield writer.writerow([_csv_safe(v) for v in row])
-
-        response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="negative-contribution.csv"'
-        return response
+        return csv_response(
+            filename="negative-contribution.csv",
+            header=[label for _name, label in NEGATIVE_CSV_COLUMNS],
+            rows=rows.iterator(chunk_size=2000),
+        )
 
 
 class CohortsView(StaffPermissionMixin, TemplateView):
