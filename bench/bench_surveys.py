@@ -136,7 +136,17 @@ def _results(f: dict, Result) -> list:
             f["cpu_ms_per_post"],
             "ms",
             None,
-            note=f"workers {f['worker_cpu_ms']:.2f} ms + PostgreSQL {f['pg_cpu_ms']:.2f} ms",
+            note=f"workers {f['worker_cpu_ms']:.2f} ms + PostgreSQL {f['pg_cpu_ms']:.2f} ms;"
+            f" the benchmark's own clients used {f['client_cpu_ms']:.2f} ms more",
+        ),
+        Result(
+            f"survey answers: server capacity estimate, {os.cpu_count()} cores / CPU per POST",
+            (os.cpu_count() or 1) * 1000 / f["cpu_ms_per_post"],
+            "responses/s",
+            None,
+            lower_is_better=False,
+            note="what an otherwise idle machine could serve; the measured rate above shares"
+            " the cores with everything else running",
         ),
         Result(
             f"survey full flow (open link, form, answer), {CLIENTS} clients",
@@ -431,9 +441,11 @@ def _answers_round(survey, responses: int, offset: int, root: Path, settings_dir
         prep_s, prepared = _parallel(links, lambda t: _prepare(port, t))
         ok_prepared = [p for p in prepared if isinstance(p, tuple)]
         cpu_before = _cpu_ticks(server.pid)
+        client_before = time.process_time()
         post_s, statuses = _parallel(
             ok_prepared, lambda p: _request(port, "POST", "/s/answer/", p[0], p[1])[0]
         )
+        client_cpu = time.process_time() - client_before
         cpu_after = _cpu_ticks(server.pid)
         load = os.getloadavg()[0]
     finally:
@@ -455,6 +467,7 @@ def _answers_round(survey, responses: int, offset: int, root: Path, settings_dir
         "distinct": distinct,
         "worker_cpu": _cpu_used(cpu_before, cpu_after, "workers"),
         "pg_cpu": _cpu_used(cpu_before, cpu_after, "pg"),
+        "client_cpu": client_cpu,
         "load": load,
     }
 
@@ -494,6 +507,7 @@ def _answers(survey, responses: int) -> dict:
         "flow_rate": cur["finished"] / (cur["prep_s"] + cur["post_s"]),
         "worker_cpu_ms": 1000 * cur["worker_cpu"] / cur["posts"],
         "pg_cpu_ms": 1000 * cur["pg_cpu"] / cur["posts"],
+        "client_cpu_ms": 1000 * cur["client_cpu"] / cur["posts"],
         "lost": cur["links"] - cur["distinct"],
         "duplicated": cur["stored"] - cur["distinct"],
         "refused_duplicates": cur["refused"],

@@ -456,8 +456,10 @@ def response_submit(
 ) -> Response:
     """Store the finished response with its answers, spending the link.
 
-    Atomic. One finished response per invitation is enforced by the database: the losing
-    insert of two concurrent submits gets IntegrityError, raised here as AlreadyAnswered.
+    Atomic: on PostgreSQL the usual response (happy, no draft) is a single INSERT statement
+    that writes the response and all its answers; otherwise one transaction. One finished
+    response per invitation is enforced by the database: the losing insert of two concurrent
+    submits gets IntegrityError, raised here as AlreadyAnswered.
     An NPS answer 0-6 or CSAT answer 1-2 opens a follow-up for the account owner (or the
     unassigned queue), due in two working days. When the customer's previous response was
     unhappy, `recovered` says whether this one is not. Raises LinkExpired, AlreadyAnswered.
