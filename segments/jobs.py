@@ -195,7 +195,20 @@ def _snapshot_sql() -> str:
     interaction, user = Interaction._meta.db_table, User._meta.db_table
     metrics, current = CustomerMetrics._meta.db_table, CurrentMembership._meta.db_table
     bucket, snapshot = Bucket._meta.db_table, RoiSnapshot._meta.db_table
-    true = "TRUE" if connection.vendor == "postgresql" else "1"
+    pg = connection.vendor == "postgresql"
+    true = "TRUE" if pg else "1"
+
+    def since_acquisition(ts: str) -> str:
+        # Events before the acquisition day never count: drop them before the per-day sort.
+        # (SQLite keeps only the exact filter in "running"; its dates are UTC text.)
+        if not pg:
+            return ""
+        return f" AND {ts} >= (e.acquisition_date::timestamp AT TIME ZONE %(tz)s)"
+
+    # Cumulative contribution never exceeds the sum of positive order margins; when no order
+    # margin and no staff cost is negative, that sum is the lifetime margin (just refreshed),
+    # so customers below their CAC there cannot pay back and their events are never read.
+    can_pay_back = " AND (%(no_negative)s = 0 OR mar_life >= acquisition_cost)"
     return f"""
 INSERT INTO {snapshot} (date, bucket_id, bucket_name, customers, revenue, margin, cost_to_serve,
     contribution, roi, contribution_per_customer, share_of_total, avg_effort, avg_influence,
@@ -205,7 +218,8 @@ WITH base AS (
         c.acquisition_date, c.acquisition_cost, c.service_effort, c.influence,
         COALESCE(m.revenue_window, 0) AS rev, COALESCE(m.margin_window, 0) AS mar,
         COALESCE(m.cost_to_serve_window, 0) AS cts,
-        COALESCE(m.contribution_lifetime, 0) AS clife, m.status
+        COALESCE(m.contribution_lifetime, 0) AS clife, m.status,
+        COALESCE(m.margin_lifetime, 0) AS mar_life
     FROM {customer} c
     LEFT JOIN {current} cm ON cm.customer_id = c.id
     LEFT JOIN {metrics} m ON m.customer_id = c.id
@@ -220,26 +234,30 @@ WITH base AS (
     SELECT customer_id, bk, acquisition_date, acquisition_cost FROM base
     WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL
       AND acquisition_date <= %(as_of)s
+), candidates AS (
+    SELECT customer_id, bk, acquisition_date, acquisition_cost FROM base
+    WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL
+      AND acquisition_date <= %(as_of)s{can_pay_back}
 ), events AS (
     SELECT e.customer_id, {_local_date("o.placed_at")} AS day, o.margin AS amount
-    FROM eligible e JOIN {order} o ON o.customer_id = e.customer_id
-    WHERE o.placed_at < %(end_ts)s
+    FROM candidates e JOIN {order} o ON o.customer_id = e.customer_id
+    WHERE o.placed_at < %(end_ts)s{since_acquisition("o.placed_at")}
     UNION ALL
     SELECT e.customer_id, {_local_date("i.occurred_at")} AS day,
         -(i.minutes * COALESCE(u.hourly_cost, %(rate)s) / 60.0) AS amount
-    FROM eligible e JOIN {interaction} i ON i.customer_id = e.customer_id
+    FROM candidates e JOIN {interaction} i ON i.customer_id = e.customer_id
     JOIN {user} u ON u.id = i.staff_id
-    WHERE i.occurred_at < %(end_ts)s
+    WHERE i.occurred_at < %(end_ts)s{since_acquisition("i.occurred_at")}
 ), daily AS (
     SELECT customer_id, day, SUM(amount) AS amount FROM events GROUP BY customer_id, day
 ), running AS (
     SELECT d.customer_id, d.day, SUM(d.amount) OVER (
         PARTITION BY d.customer_id ORDER BY d.day ROWS UNBOUNDED PRECEDING) AS cum
-    FROM daily d JOIN eligible e ON e.customer_id = d.customer_id
+    FROM daily d JOIN candidates e ON e.customer_id = d.customer_id
     WHERE d.day >= e.acquisition_date
 ), paid AS (
     SELECT e.customer_id, e.bk, MIN({_days_between("r.day", "e.acquisition_date")}) AS days
-    FROM eligible e JOIN running r ON r.customer_id = e.customer_id
+    FROM candidates e JOIN running r ON r.customer_id = e.customer_id
     WHERE r.cum >= e.acquisition_cost
     GROUP BY e.customer_id, e.bk
 ), ranked AS (
@@ -280,6 +298,17 @@ LEFT JOIN medians md ON md.bk = k.bk
 LEFT JOIN elig_counts ec ON ec.bk = k.bk
 LEFT JOIN paid_counts pc ON pc.bk = k.bk
 """  # noqa: S608
+
+
+def _no_negative_sql() -> str:
+    """True when no order up to the snapshot has a negative margin and no staff member a
+    negative hourly cost: then cumulative contribution is bounded by the lifetime margin."""
+    order, user = Order._meta.db_table, User._meta.db_table
+    return (
+        f"SELECT NOT EXISTS (SELECT 1 FROM {order} WHERE margin < 0 "  # noqa: S608
+        f"AND placed_at < %(end_ts)s) AND NOT EXISTS (SELECT 1 FROM {user} WHERE hourly_cost < 0) "
+        "AND %(rate)s >= 0"
+    )
 
 
 # NPS per bucket comes from surveys, which sits above segments: segments may not import it.
@@ -329,6 +358,8 @@ def snapshots_write(*, as_of: dt.date, job_run: JobRun | None = None) -> int:
     params = metrics_params(as_of)
     params.update(date=as_of, job_run=job_run.pk if job_run else None)
     with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(_no_negative_sql(), params)
+        params["no_negative"] = 1 if cur.fetchone()[0] else 0
         RoiSnapshot.objects.filter(date=as_of).delete()
         cur.execute(_snapshot_sql(), params)
         written = cur.rowcount

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -466,6 +466,12 @@ def _month_index(expr: str, *, timestamp: bool) -> str:
     )
 
 
+def _month_start(index: int) -> datetime:
+    """Local midnight opening month `index` (year * 12 + month - 1), time-zone aware."""
+    tz = timezone.get_default_timezone()
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=tz)
+
+
 def cohort_triangle(*, months: int = COHORT_MONTHS, today: date | None = None) -> dict:
     """Acquisition-month cohorts (acquisition date, else first order) of the last `months`
     months: customers, average CAC, cumulative contribution per customer by months since
@@ -485,6 +491,16 @@ def cohort_triangle(*, months: int = COHORT_MONTHS, today: date | None = None) -
         f"COALESCE({_month_index('c.acquisition_date', timestamp=False)}, "
         f"{_month_index('m.first_order_at', timestamp=True)})"
     )
+    if connection.vendor == "postgresql":
+        # Only events inside the shown months can land in a cell (0 <= k, cohort + k <= now):
+        # bound the scans by time so that older orders and interactions are never joined.
+        def bounded(ts: str) -> str:
+            return f"{ts} >= %(since_ts)s AND {ts} < %(until_ts)s"
+    else:  # SQLite reads month indexes from stored (UTC) text; keep the exact filter below
+
+        def bounded(ts: str) -> str:
+            return "1 = 1"
+
     sql = f"""
 WITH cust AS (
     SELECT c.id, {cohort_expr} AS cohort, c.acquisition_cost
@@ -499,11 +515,13 @@ WITH cust AS (
     SELECT mb.cohort, {_month_index("o.placed_at", timestamp=True)} - mb.cohort AS k,
         o.margin AS amount
     FROM members mb JOIN {order} o ON o.customer_id = mb.id
+    WHERE {bounded("o.placed_at")}
     UNION ALL
     SELECT mb.cohort, {_month_index("i.occurred_at", timestamp=True)} - mb.cohort AS k,
         -(i.minutes * COALESCE(u.hourly_cost, %(rate)s) / 60.0) AS amount
     FROM members mb JOIN {interaction} i ON i.customer_id = mb.id
     JOIN {user} u ON u.id = i.staff_id
+    WHERE {bounded("i.occurred_at")}
 ), cells AS (
     SELECT cohort, k, SUM(amount) AS amount FROM events
     WHERE k >= 0 AND cohort + k <= %(now)s GROUP BY cohort, k
@@ -515,6 +533,8 @@ ORDER BY s.cohort, c.k
     params = {
         "first": first_idx,
         "now": now_idx,
+        "since_ts": _month_start(first_idx),
+        "until_ts": _month_start(now_idx + 1),
         "tz": settings.TIME_ZONE,
         "rate": settings.CRM_STAFF_COST_PER_HOUR,
     }

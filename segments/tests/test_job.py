@@ -270,3 +270,27 @@ def test_a_full_run_at_least_every_week():
     assert roi_recalculate(as_of=AS_OF + dt.timedelta(days=7)).mode == "full"
     assert roi_recalculate(as_of=AS_OF + dt.timedelta(days=8)).mode == "incremental"
     assert roi_recalculate(as_of=AS_OF + dt.timedelta(days=2)).mode == "full"  # going back
+
+
+@pytest.mark.django_db
+def test_payback_counts_a_customer_whose_later_orders_lost_money():
+    # Paid back on day 31 (margin 120 >= CAC 100); a later negative-margin order leaves the
+    # lifetime margin (70) below the CAC: the lifetime-margin shortcut must not drop it.
+    cust = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("100"))
+    order(cust, "2026-02-01", "120")
+    order(cust, "2026-03-01", "-50")
+    roi_recalculate(as_of=AS_OF)
+    rest = RoiSnapshot.objects.get(date=AS_OF, bucket__isnull=True)
+    assert rest.payback_share == Decimal("1.0000") and rest.payback_median_days == 31
+
+
+@pytest.mark.django_db
+def test_payback_ignores_orders_before_acquisition():
+    early = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("100"))
+    order(early, "2025-12-31", "500")  # the day before acquisition: never counts
+    order(early, "2026-01-10", "40")
+    late = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("100"))
+    order(late, "2026-01-01", "100")  # on the acquisition day: paid back after 0 days
+    roi_recalculate(as_of=AS_OF)
+    rest = RoiSnapshot.objects.get(date=AS_OF, bucket__isnull=True)
+    assert rest.payback_share == Decimal("0.5000") and rest.payback_median_days == 0
