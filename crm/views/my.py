@@ -17,6 +17,7 @@ from django.views import View
 from django.views.generic import TemplateView
 
 from crm import selectors, services
+from crm.csv_export import csv_response
 from crm.forms import FollowUpDoneForm
 from crm.models import FollowUp
 from crm.permissions import StaffPermissionMixin
@@ -99,9 +100,75 @@ class MyWorkView(StaffPermissionMixin, TemplateView):
             context = _my_context(request)
             context["queue_error"] = str(exc)
             return render(request, self.template_name, context, status=400)
+        if request.GET.get("export") == "csv":
+            if request.GET.get("table") == "accounts":
+                return _accounts_csv(request)
+            return _queue_csv(request, queue)
         context = self.get_context_data(**kwargs)
         context.update(_my_context(request, queue=queue))
         return self.render_to_response(context)
+
+
+def _queue_csv(request, queue: str):
+    """The whole queue (not only the first QUEUE_SHOWN rows), in the page's order; the reason
+    comes from the row's annotations, so no query per row."""
+    from segments.selectors import follow_up_queue, follow_up_reason
+
+    if queue == UNASSIGNED:
+        qs = follow_up_queue(request.user, include_unassigned=True).filter(assigned_to__isnull=True)
+    else:
+        qs = follow_up_queue(request.user)
+    rows = (
+        (
+            f.pk,
+            f.customer_id,
+            f.customer.full_name,
+            f.bucket_name or "",
+            f.reason,
+            f.get_source_display(),
+            f.due_on.isoformat(),
+            follow_up_reason(f),
+        )
+        for f in qs.iterator(chunk_size=2000)
+    )
+    header = [
+        _("Follow-up id"),
+        _("Customer id"),
+        _("Customer"),
+        _("Bucket"),
+        _("Follow-up"),
+        _("Source"),
+        _("Due"),
+        _("Why here"),
+    ]
+    return csv_response(filename=f"my-follow-ups-{queue}.csv", header=header, rows=rows)
+
+
+def _accounts_csv(request):
+    """All accounts the user owns, in the page's order (effort first)."""
+    qs = selectors.my_accounts(user=request.user).values_list(
+        "pk",
+        "first_name",
+        "last_name",
+        "email",
+        "status",
+        "service_effort",
+        "influence",
+        "metrics__value_decile",
+    )
+    header = [
+        _("Customer id"),
+        _("First name"),
+        _("Last name"),
+        _("Email"),
+        _("Status"),
+        _("Effort"),
+        _("Influence"),
+        _("Decile"),
+    ]
+    return csv_response(
+        filename="my-accounts.csv", header=header, rows=qs.iterator(chunk_size=2000)
+    )
 
 
 class FollowUpDoneView(StaffPermissionMixin, View):
