@@ -294,3 +294,27 @@ def test_payback_ignores_orders_before_acquisition():
     roi_recalculate(as_of=AS_OF)
     rest = RoiSnapshot.objects.get(date=AS_OF, bucket__isnull=True)
     assert rest.payback_share == Decimal("0.5000") and rest.payback_median_days == 0
+
+
+@pytest.mark.django_db
+def test_cohort_triangle_counts_events_inside_the_shown_months_only():
+    from segments import selectors
+
+    tz = timezone.get_default_timezone()
+    cust = CustomerFactory(acquisition_date=dt.date(2026, 3, 15), acquisition_cost=Decimal("10"))
+    for when, margin in (
+        (dt.datetime(2026, 2, 28, 23, 59, tzinfo=tz), "1000"),  # month before the cohort
+        (dt.datetime(2026, 3, 1, 0, 0, tzinfo=tz), "7"),  # first local minute of the cohort
+        (dt.datetime(2026, 6, 30, 23, 59, tzinfo=tz), "5"),  # last minute of this month
+        (dt.datetime(2026, 7, 1, 0, 0, tzinfo=tz), "2000"),  # next month: the future
+    ):
+        OrderFactory(
+            customer=cust,
+            placed_at=when,
+            revenue=Decimal("3000"),
+            cost_of_goods=Decimal("3000") - Decimal(margin),
+        )
+    triangle = selectors.cohort_triangle(months=12, today=dt.date(2026, 6, 30))
+    (row,) = [r for r in triangle["rows"] if r["cohort"] == "2026-03"]
+    assert row["customers"] == 1
+    assert row["cells"][:5] == ["7.00", "7.00", "7.00", "12.00", None]
