@@ -113,9 +113,55 @@ class RoiSnapshotTable(tables.Table):
     render_payback_share = render_churn_rate = render_share_of_total
 
 
+ROI_CSV_COLUMNS = [
+    ("bucket_id", gettext_lazy("Bucket id")),
+    ("bucket_name", gettext_lazy("Bucket")),
+    ("customers", gettext_lazy("Customers")),
+    ("revenue", gettext_lazy("Revenue")),
+    ("margin", gettext_lazy("Margin")),
+    ("cost_to_serve", gettext_lazy("Cost to serve")),
+    ("contribution", gettext_lazy("Contribution")),
+    ("roi", gettext_lazy("ROI")),
+    ("contribution_per_customer", gettext_lazy("Contribution per customer")),
+    ("share_of_total", gettext_lazy("Share of contribution")),
+    ("avg_effort", gettext_lazy("Average effort")),
+    ("avg_influence", gettext_lazy("Average influence")),
+    ("nps", gettext_lazy("NPS")),
+    ("ltv_cac", gettext_lazy("LTV/CAC")),
+    ("payback_median_days", gettext_lazy("Median payback (days)")),
+    ("payback_share", gettext_lazy("Paid back")),
+    ("churn_rate", gettext_lazy("Churn rate")),
+]
+
+
 class RoiDashboardView(StaffPermissionMixin, TemplateView):
+    """The latest snapshot's table, charts and last run; ?export=csv streams the table."""
+
     permission_required = ROI_PERMISSION
     template_name = "segments/roi_dashboard.html"
+
+    def get(self, request, *args, **kwargs):
+        if request.GET.get("export") == "csv":
+            return self.export_csv()
+        return super().get(request, *args, **kwargs)
+
+    def export_csv(self):
+        latest = selectors.latest_snapshot_date()
+        snapshots = list(selectors.roi_snapshots(on=latest)) if latest else []
+        unsegmented = _("Unsegmented")
+        rows = (
+            [
+                (getattr(r, name) if name != "bucket_name" else (r.bucket_name or unsegmented))
+                for name, _label in ROI_CSV_COLUMNS
+            ]
+            for r in snapshots
+        )
+        suffix = latest.isoformat() if latest else "none"
+        return csv_response(
+            filename=f"roi-{suffix}.csv",
+            header=[label for _name, label in ROI_CSV_COLUMNS],
+            rows=rows,
+        )
 
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
@@ -265,8 +311,27 @@ class NegativeContributionView(StaffPermissionMixin, SingleTableMixin, TemplateV
 
 
 class CohortsView(StaffPermissionMixin, TemplateView):
+    """The acquisition-cohort triangle of the latest run; ?export=csv downloads it."""
+
     permission_required = ROI_PERMISSION
     template_name = "segments/cohorts.html"
+
+    def get(self, request, *args, **kwargs):
+        if request.GET.get("export") == "csv":
+            return self.export_csv()
+        return super().get(request, *args, **kwargs)
+
+    def export_csv(self):
+        triangle = selectors.latest_reports().get("cohorts") or {"offsets": [], "rows": []}
+        offsets = triangle.get("offsets") or []
+        header = [_("Cohort"), _("Customers"), _("Avg. CAC"), _("Recovered in month")]
+        header += [_("Month %(k)s") % {"k": k} for k in offsets]
+        rows = (
+            [row.get("cohort"), row.get("customers"), row.get("cac"), row.get("recovered")]
+            + list(row.get("cells") or [])
+            for row in triangle.get("rows") or []
+        )
+        return csv_response(filename="cohorts.csv", header=header, rows=rows)
 
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
