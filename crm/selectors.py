@@ -70,12 +70,13 @@ class ListCount:
     """How many rows a list shows, without COUNT(*) over a million rows.
 
     kind "estimate": the table's row estimate from PostgreSQL's statistics (pg_class.reltuples,
-    refreshed by ANALYZE/autovacuum), for the unfiltered list. kind "exact": a filtered count
-    below `limit`. kind "more": a filtered list with more than `limit` matches (counting stops
+    refreshed by ANALYZE/autovacuum), for the unfiltered list. kind "exact": at most `limit`
+    matches, whose ids are in `ids`. kind "more": more than `limit` matches (reading stops
     there)."""
 
     kind: str
     value: int
+    ids: tuple = ()
 
 
 COUNT_LIMIT = 1000
@@ -96,16 +97,18 @@ def table_row_estimate(model) -> int | None:
 
 
 def list_count(*, qs: QuerySet, filtered: bool, limit: int | None = None) -> ListCount:
-    """The count line of a list: an estimate when unfiltered (exact on small tables), else a
-    count that stops after `limit` (default COUNT_LIMIT) + 1 rows
-    (SELECT COUNT(*) FROM (... LIMIT n))."""
+    """The count line of a list: an estimate when unfiltered (exact on small tables), else the
+    ids of at most `limit` (default COUNT_LIMIT) + 1 matches, read without ORDER BY so that
+    PostgreSQL picks the filter's own index (a trigram search uses its GIN index)."""
     limit = limit or COUNT_LIMIT
     if not filtered:
         estimate = table_row_estimate(qs.model)
         if estimate is not None and estimate > limit:
             return ListCount("estimate", estimate)
-    n = qs.order_by().values("pk")[: limit + 1].count()
-    return ListCount("more", limit) if n > limit else ListCount("exact", n)
+    ids = tuple(qs.order_by().values_list("pk", flat=True)[: limit + 1])
+    if len(ids) > limit:
+        return ListCount("more", limit)
+    return ListCount("exact", len(ids), ids)
 
 
 def customer_get(*, customer_id: int) -> Customer:

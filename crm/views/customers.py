@@ -87,11 +87,16 @@ class CustomerListView(StaffPermissionMixin, SingleTableMixin, FilterView):
         return {"show_bucket": _with_buckets()}
 
     def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        filterset = context["filter"]
+        filterset = self.filterset
         data = filterset.form.cleaned_data if filterset.is_bound else {}
         filtered = any(value not in (None, "", [], ()) for value in data.values())
-        context["list_count"] = selectors.list_count(qs=self.object_list, filtered=filtered)
+        count = selectors.list_count(qs=self.object_list, filtered=filtered)
+        if filtered and count.kind == "exact":
+            # Few matches: page over their ids. Otherwise "ORDER BY id LIMIT 51" may walk the
+            # primary key through a million rows looking for a rare search match.
+            self.object_list = self.object_list.filter(pk__in=count.ids)
+        context = super().get_context_data(**kwargs)
+        context["list_count"] = count
         context["paginator"] = context["table"].paginator
         return context
 
