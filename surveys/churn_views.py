@@ -3,7 +3,7 @@ Thin: parse input, call a selector or service, render."""
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils import timezone
@@ -261,6 +261,36 @@ class ReasonCodeListView(StaffPermissionMixin, SingleTableView):
     def get_queryset(self):
         return churn_selectors.reason_code_list()
 
+    def get(self, request, *args, **kwargs):
+        if request.GET.get("export") == "csv":
+            return self.export_csv()
+        return super().get(request, *args, **kwargs)
+
+    def export_csv(self):
+        """Every reason code with its uses, in the selector's order (active first)."""
+        header = [
+            _("Code"),
+            _("Category"),
+            _("Label (English)"),
+            _("Label (Korean)"),
+            _("Active"),
+            _("Primary uses"),
+            _("Secondary uses"),
+        ]
+        rows = (
+            (
+                r.code,
+                r.get_category_display(),
+                r.label_en,
+                r.label_ko,
+                _("yes") if r.is_active else _("no"),
+                r.primary_uses,
+                r.secondary_uses,
+            )
+            for r in self.get_queryset().iterator(chunk_size=2000)
+        )
+        return csv_response(filename="churn-reason-codes.csv", header=header, rows=rows)
+
     def get_table(self, **kwargs):
         table = super().get_table(**kwargs)
         table.can_change = self.request.user.has_perm("surveys.change_reasoncode")
@@ -311,9 +341,90 @@ class ReasonCodeUpdateView(StaffPermissionMixin, _InvalidFormIs400, FormView):
         return HttpResponseRedirect(reverse("surveys:reason_code_list"))
 
 
+CHURN_REPORT_TABLES = ("reasons", "categories", "cross", "winback")
+
+
 class ChurnReportView(StaffPermissionMixin, TemplateView):
+    """The churn report; ?export=csv&table=reasons|categories|cross|winback downloads one of
+    its tables for the same dates (invalid dates or an unknown table: 400)."""
+
     permission_required = "surveys.view_churn_report"
     template_name = "surveys/churn_report.html"
+
+    def get(self, request, *args, **kwargs):
+        if request.GET.get("export") == "csv":
+            return self.export_csv()
+        return super().get(request, *args, **kwargs)
+
+    def export_csv(self):
+        table = self.request.GET.get("table") or "reasons"
+        if table not in CHURN_REPORT_TABLES:
+            message = _("table: unknown value “%(value)s”; use one of %(choices)s.") % {
+                "value": table[:50],
+                "choices": ", ".join(CHURN_REPORT_TABLES),
+            }
+            return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+        form = ChurnReportForm(self.request.GET)
+        if not form.is_valid():
+            message = "; ".join(
+                f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()
+            )
+            return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+        report = churn_selectors.churn_report(
+            date_from=form.cleaned_data.get("date_from"), date_to=form.cleaned_data.get("date_to")
+        )
+        header, rows = getattr(self, f"_{table}_table")(report)
+        return csv_response(filename=f"churn-report-{table}.csv", header=header, rows=rows)
+
+    @staticmethod
+    def _reasons_table(report):
+        header = [
+            _("Reason code"),
+            _("Reason (current wording)"),
+            _("Category"),
+            _("Active"),
+            _("As primary reason"),
+            _("As secondary reason"),
+            _("Lost lifetime contribution"),
+            _("Average likelihood to return"),
+        ]
+        rows = [
+            (
+                r["reason"].code,
+                r["reason"].label,
+                r["category_label"],
+                _("yes") if r["reason"].is_active else _("no"),
+                r["interviews"],
+                r["secondary"],
+                r["lost_contribution"],
+                None if r["avg_likelihood"] is None else round(r["avg_likelihood"], 1),
+            )
+            for r in report.by_reason
+        ]
+        return header, rows
+
+    @staticmethod
+    def _categories_table(report):
+        header = [_("Category"), _("Interviews"), _("Share (%)"), _("Lost lifetime contribution")]
+        rows = [
+            (r["label"], r["interviews"], r["share"], r["lost_contribution"])
+            for r in report.by_category
+        ]
+        return header, rows
+
+    @staticmethod
+    def _cross_table(report):
+        header = [_("Category")]
+        header += [b["name"] or _("Unsegmented") for b in report.buckets]
+        header.append(_("Total"))
+        rows = [[r["label"], *r["cells"], r["total"]] for r in report.cross]
+        return header, rows
+
+    @staticmethod
+    def _winback_table(report):
+        header = [_("Outcome"), _("Interviews"), _("Share (%)")]
+        rows = [(r["label"], r["interviews"], r["share"]) for r in report.winback]
+        return header, rows
 
     def get_context_data(self, **kwargs):
         form = ChurnReportForm(self.request.GET or None)

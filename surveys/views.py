@@ -41,6 +41,26 @@ class SurveyListView(StaffPermissionMixin, SingleTableView):
     def get_queryset(self):
         return selectors.survey_list()
 
+    def get(self, request, *args, **kwargs):
+        if request.GET.get("export") == "csv":
+            return _survey_list_csv(self.get_queryset())
+        return super().get(request, *args, **kwargs)
+
+
+def _survey_list_csv(qs):
+    header = [
+        _("Survey id"),
+        _("Survey"),
+        _("Questions"),
+        _("Campaigns"),
+        _("Responses"),
+        _("Created"),
+    ]
+    rows = qs.values_list(
+        "pk", "title_en", "question_count", "campaign_count", "response_count", "created_at"
+    )
+    return csv_response(filename="surveys.csv", header=header, rows=rows.iterator(chunk_size=2000))
+
 
 class SurveyCreateView(StaffPermissionMixin, View):
     permission_required = "surveys.add_survey"
@@ -327,8 +347,19 @@ class CampaignRemindView(StaffPermissionMixin, View):
 
 
 class SurveyResultsView(StaffPermissionMixin, TemplateView):
+    """Scores, trend, per bucket and per campaign; ?export=csv downloads the campaigns table,
+    ?export=csv&table=buckets the per-bucket one."""
+
     permission_required = "surveys.view_results"
     template_name = "surveys/survey_results.html"
+
+    def get(self, request, *args, **kwargs):
+        if request.GET.get("export") == "csv":
+            survey = get_object_or_404(Survey, pk=kwargs["pk"])
+            if request.GET.get("table") == "buckets":
+                return _results_by_bucket_csv(survey)
+            return _results_by_campaign_csv(survey)
+        return super().get(request, *args, **kwargs)
 
     def get_context_data(self, **kwargs):
         survey = get_object_or_404(Survey, pk=kwargs["pk"])
@@ -394,3 +425,55 @@ def _verbatims_csv(survey, qs):
         for answer in qs.iterator(chunk_size=2000)
     )
     return csv_response(filename=f"verbatims-survey-{survey.pk}.csv", header=header, rows=rows)
+
+
+def _results_by_campaign_csv(survey):
+    header = [
+        _("Campaign id"),
+        _("Campaign"),
+        _("Created"),
+        _("Expires"),
+        _("Sent"),
+        _("Opened"),
+        _("Answered"),
+        _("Response rate (%)"),
+    ]
+    rows = (
+        (
+            c.pk,
+            c.name,
+            c.created_at.isoformat() if c.created_at else "",
+            c.expires_at.isoformat() if c.expires_at else "",
+            c.sent,
+            c.opened,
+            c.answered,
+            selectors.response_rate(c.answered, c.sent),
+        )
+        for c in selectors.campaign_stats(survey=survey).iterator(chunk_size=2000)
+    )
+    return csv_response(filename=f"survey-{survey.pk}-campaigns.csv", header=header, rows=rows)
+
+
+def _results_by_bucket_csv(survey):
+    header = [
+        _("Bucket id"),
+        _("Bucket"),
+        _("Responses"),
+        _("NPS"),
+        _("NPS answers"),
+        _("CSAT"),
+        _("CES"),
+    ]
+    rows = (
+        (
+            r["bucket_id"],
+            r["bucket_name"],
+            r["responses"],
+            r["nps"],
+            r["nps_answers"],
+            r["csat"],
+            r["ces"],
+        )
+        for r in selectors.nps_by_bucket(survey=survey)
+    )
+    return csv_response(filename=f"survey-{survey.pk}-buckets.csv", header=header, rows=rows)
