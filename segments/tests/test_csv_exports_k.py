@@ -132,3 +132,11 @@ def test_cohorts_csv(client_manager):
 def test_roi_pages_link_exports(client_manager):
     for url in ("/segments/roi/", "/segments/cohorts/"):
         assert b"export=csv" in client_manager.get(url).content
+
+
+def test_bucket_list_csv_constant_queries(client_support, django_assert_max_num_queries):
+    for _ in range(10):
+        BucketFactory()
+    with django_assert_max_num_queries(6):
+        rows = read_csv(client_support.get("/segments/?export=csv"))
+    assert len(rows) == 11

@@ -178,3 +178,22 @@ def test_churn_report_lost_is_decimal(interviews):
     from surveys.churn_selectors import churn_report
 
     assert churn_report().lost_contribution == Decimal("250.00")
+
+
+def test_list_csvs_constant_queries(client_support, django_assert_max_num_queries):
+    for n in range(10):
+        make_campaign(make_survey(kinds=["nps"], title=f"S{n}"))
+        reason(code=f"code-{n}", label_en=f"Reason {n}")
+    with django_assert_max_num_queries(6):
+        surveys = read_csv(client_support.get("/surveys/?export=csv"))
+    with django_assert_max_num_queries(6):
+        reasons = read_csv(client_support.get("/churn/reasons/?export=csv"))
+    assert len(surveys) == 11 and len(reasons) == 11
+
+
+def test_churn_report_csv_constant_queries(
+    client_manager, interviews, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(16):
+        rows = read_csv(client_manager.get("/churn/?export=csv"))
+    assert len(rows) == 2
