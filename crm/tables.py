@@ -77,9 +77,17 @@ class CustomerTable(CapPerPageMixin, tables.Table):
         "crm:customer_detail",
         args=[tables.A("pk")],
         accessor="full_name",
-        order_by=("last_name", "first_name"),
+        order_by=("last_name", "first_name", "id"),
         verbose_name=_("Name"),
     )
+    # Every sort ends with the id: ties (same effort, same city) must not reorder between
+    # requests, or paging would repeat some customers and skip others.
+    email = tables.EmailColumn(order_by=("email", "id"), verbose_name=_("Email"))
+    city = tables.Column(order_by=("city", "id"), verbose_name=_("City"))
+    service_effort = tables.Column(
+        order_by=("service_effort", "id"), verbose_name=_("Service effort")
+    )
+    influence = tables.Column(order_by=("influence", "id"), verbose_name=_("Influence"))
     # Sortable columns are exactly those with an index (crm migration 0005); sorting a million
     # rows by a joined column (owner name, metrics, bucket) would sort them all for one page.
     phone = tables.Column(verbose_name=_("Phone"), orderable=False)
@@ -99,7 +107,7 @@ class CustomerTable(CapPerPageMixin, tables.Table):
     bucket = tables.Column(
         accessor="pk", verbose_name=_("Bucket"), orderable=False, empty_values=()
     )
-    status = tables.Column(verbose_name=_("Status"))
+    status = tables.Column(order_by=("status", "id"), verbose_name=_("Status"))
 
     class Meta:
         model = Customer
@@ -157,9 +165,17 @@ class HighValueTable(CapPerPageMixin, tables.Table):
         "crm:customer_detail",
         args=[tables.A("pk")],
         accessor="full_name",
-        order_by=("last_name", "first_name"),
+        order_by=("last_name", "first_name", "id"),
         verbose_name=_("Name"),
     )
+    # Every sort ends with the id: ties (same effort, same city) must not reorder between
+    # requests, or paging would repeat some customers and skip others.
+    email = tables.EmailColumn(order_by=("email", "id"), verbose_name=_("Email"))
+    city = tables.Column(order_by=("city", "id"), verbose_name=_("City"))
+    service_effort = tables.Column(
+        order_by=("service_effort", "id"), verbose_name=_("Service effort")
+    )
+    influence = tables.Column(order_by=("influence", "id"), verbose_name=_("Influence"))
     owner = tables.Column(verbose_name=_("Owner"), default="", order_by=("owner__last_name",))
     contribution_total = tables.Column(verbose_name=_("Lifetime contribution"))
     margin_total = tables.Column(verbose_name=_("Lifetime margin"))
