@@ -54,6 +54,8 @@ def main() -> int:
     from crm.models import Customer
 
     call_command("migrate", verbosity=0)
+    # DEBUG is off, as in production: templates need the collected, hashed static files.
+    call_command("collectstatic", interactive=False, verbosity=0)
     have = Customer.objects.count()
     if have == 0:
         if "generate_reference_data" not in get_commands():
