@@ -239,27 +239,28 @@ WITH base AS (
     WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL
       AND acquisition_date <= %(as_of)s{can_pay_back}
 ), events AS (
-    SELECT e.customer_id, {_local_date("o.placed_at")} AS day, o.margin AS amount
+    SELECT e.customer_id, e.bk, e.acquisition_date, e.acquisition_cost,
+        {_local_date("o.placed_at")} AS day, o.margin AS amount
     FROM candidates e JOIN {order} o ON o.customer_id = e.customer_id
     WHERE o.placed_at < %(end_ts)s{since_acquisition("o.placed_at")}
     UNION ALL
-    SELECT e.customer_id, {_local_date("i.occurred_at")} AS day,
+    SELECT e.customer_id, e.bk, e.acquisition_date, e.acquisition_cost,
+        {_local_date("i.occurred_at")} AS day,
         -(i.minutes * COALESCE(u.hourly_cost, %(rate)s) / 60.0) AS amount
     FROM candidates e JOIN {interaction} i ON i.customer_id = e.customer_id
     JOIN {user} u ON u.id = i.staff_id
     WHERE i.occurred_at < %(end_ts)s{since_acquisition("i.occurred_at")}
-), daily AS (
-    SELECT customer_id, day, SUM(amount) AS amount FROM events GROUP BY customer_id, day
 ), running AS (
-    SELECT d.customer_id, d.day, SUM(d.amount) OVER (
-        PARTITION BY d.customer_id ORDER BY d.day ROWS UNBOUNDED PRECEDING) AS cum
-    FROM daily d JOIN candidates e ON e.customer_id = d.customer_id
-    WHERE d.day >= e.acquisition_date
+    -- The default frame (RANGE ... CURRENT ROW) includes every event of the same day, so this
+    -- is the cumulative contribution at the end of each day without a per-day GROUP BY; the
+    -- acquisition columns ride along instead of being joined back.
+    SELECT customer_id, bk, acquisition_date, acquisition_cost, day,
+        SUM(amount) OVER (PARTITION BY customer_id ORDER BY day) AS cum
+    FROM events WHERE day >= acquisition_date
 ), paid AS (
-    SELECT e.customer_id, e.bk, MIN({_days_between("r.day", "e.acquisition_date")}) AS days
-    FROM candidates e JOIN running r ON r.customer_id = e.customer_id
-    WHERE r.cum >= e.acquisition_cost
-    GROUP BY e.customer_id, e.bk
+    SELECT customer_id, bk, MIN({_days_between("day", "acquisition_date")}) AS days
+    FROM running WHERE cum >= acquisition_cost
+    GROUP BY customer_id, bk
 ), ranked AS (
     SELECT bk, days, ROW_NUMBER() OVER (PARTITION BY bk ORDER BY days) AS rn,
         COUNT(*) OVER (PARTITION BY bk) AS n
@@ -449,12 +450,15 @@ def roi_recalculate(
                     with connection.cursor() as cur:
                         cur.execute("SET LOCAL enable_nestloop = off")
                 counts["memberships"] = _memberships_refresh(as_of=as_of)
+                if progress:
+                    progress("snapshots")
+                # Still hash/merge joins: the payback CTE joins most customers to all their
+                # orders and interactions, which PostgreSQL (misjudging the CTE's size) would
+                # otherwise do with millions of index probes.
+                counts["snapshots"] = snapshots_write(as_of=as_of, job_run=run)
                 if connection.vendor == "postgresql":
                     with connection.cursor() as cur:
                         cur.execute("SET LOCAL enable_nestloop = on")
-                if progress:
-                    progress("snapshots")
-                counts["snapshots"] = snapshots_write(as_of=as_of, job_run=run)
                 if progress:
                     progress("reports")
                 # Heavy screen data computed once per run instead of on every page view.
