@@ -72,8 +72,8 @@ class CustomerFilter(django_filters.FilterSet):
     )
     effort = IntRangeFilter(label=_("Effort"), field_name="service_effort")
     influence = IntRangeFilter(label=_("Influence"), field_name="influence")
-    decile = django_filters.TypedChoiceFilter(
-        label=_("Value decile"), field_name="metrics__value_decile", choices=DECILES, coerce=int
+    decile = django_filters.ChoiceFilter(
+        label=_("Value decile"), field_name="metrics__value_decile", choices=DECILES
     )
     city = django_filters.CharFilter(label=_("City"), lookup_expr="iexact", max_length=100)
     channel = django_filters.ChoiceFilter(

@@ -159,3 +159,19 @@ def test_customer_count_unchanged_by_list(client_support):
     CustomerFactory()
     client_support.get("/customers/", {"q": "zz"})
     assert Customer.objects.count() == 1
+
+
+def test_decile_filter_offers_any_and_filters_when_chosen(client_support):
+    top, other = CustomerFactory(), CustomerFactory()
+    today = date.today()
+    CustomerMetrics.objects.create(customer=top, as_of=today, value_decile=1)
+    CustomerMetrics.objects.create(customer=other, as_of=today, value_decile=7)
+    page = client_support.get("/customers/")
+    decile_field = page.context["filter"].form["decile"]
+    assert str(decile_field).count("selected") == 0 or 'value="" selected' in str(decile_field)
+    ids = [
+        r.record.pk
+        for r in client_support.get("/customers/?decile=1").context["table"].paginated_rows
+    ]
+    assert ids == [top.pk]
+    assert client_support.get("/customers/?decile=x").status_code in (200, 400)
