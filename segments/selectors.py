@@ -459,7 +459,9 @@ def _month_index(expr: str, *, timestamp: bool) -> str:
     """SQL: year * 12 + month of a timestamp (local time) or date expression."""
     if connection.vendor == "postgresql":
         local = f"({expr} AT TIME ZONE %(tz)s)" if timestamp else expr
-        return f"(EXTRACT(YEAR FROM {local}) * 12 + EXTRACT(MONTH FROM {local}) - 1)::int"
+        # date_part (double precision), not EXTRACT (numeric since PostgreSQL 14): the cohort
+        # triangle evaluates this for every order and interaction, numeric is ~3x slower.
+        return f"(date_part('year', {local}) * 12 + date_part('month', {local}) - 1)::int"
     return (
         f"(CAST(strftime('%%Y', {expr}) AS INTEGER) * 12 "
         f"+ CAST(strftime('%%m', {expr}) AS INTEGER) - 1)"
