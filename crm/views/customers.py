@@ -1,11 +1,9 @@
 """Customer list (search, filters, CSV) and the customer page with its inline actions."""
 
-import csv
-
 from django.apps import apps
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -16,6 +14,7 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 
 from crm import selectors, services
+from crm.csv_export import csv_response
 from crm.filters import CustomerFilter
 from crm.forms import (
     CancelForm,
@@ -50,20 +49,6 @@ BUCKET_CSV_COLUMN = ("current_membership__bucket__name", gettext_lazy("bucket"))
 def _with_buckets() -> bool:
     """The bucket filter and column need the segments app (crm does not depend on it)."""
     return apps.is_installed("segments")
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def _csv_safe(value):
-    """Neutralise spreadsheet formulas in exported text cells."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 class CustomerListView(StaffPermissionMixin, SingleTableMixin, FilterView):
@@ -109,21 +94,21 @@ class CustomerListView(StaffPermissionMixin, SingleTableMixin, FilterView):
         filterset = self.get_filterset(self.get_filterset_class())
         qs = filterset.qs if filterset.is_valid() else filterset.queryset.none()
         table = self.table_class(qs)
-        order_by = self.request.GET.getlist("sort")
+        # The page's sort, limited to sortable columns (anything else is ignored, as on the page).
+        order_by = [
+            key
+            for key in self.request.GET.getlist("sort")
+            if key.lstrip("-") in table.columns and table.columns[key.lstrip("-")].orderable
+        ]
         if order_by:
             table.order_by = order_by
         columns = [*CSV_COLUMNS, BUCKET_CSV_COLUMN] if _with_buckets() else CSV_COLUMNS
         rows = table.data.data.values_list(*[name for name, _label in columns])
-        writer = csv.writer(_Echo())
-
-        def stream():
-            yield writer.writerow([str(label) for _name, label in columns])
-            for row in rows.iterator(chunk_size=2000):
-                yield writer.writerow([_csv_safe(v) for v in row])
-
-        response = StreamingHttpResponse(stream(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="customers.csv"'
-        return response
+        return csv_response(
+            filename="customers.csv",
+            header=[label for _name, label in columns],
+            rows=rows.iterator(chunk_size=2000),
+        )
 
 
 def _customer_or_404(customer_id: int) -> Customer:
