@@ -239,12 +239,12 @@ WITH base AS (
     WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL
       AND acquisition_date <= %(as_of)s{can_pay_back}
 ), events AS (
-    SELECT e.customer_id, e.bk, e.acquisition_date, e.acquisition_cost,
+    SELECT e.customer_id, e.acquisition_date, e.acquisition_cost,
         {_local_date("o.placed_at")} AS day, o.margin AS amount
     FROM candidates e JOIN {order} o ON o.customer_id = e.customer_id
     WHERE o.placed_at < %(end_ts)s{since_acquisition("o.placed_at")}
     UNION ALL
-    SELECT e.customer_id, e.bk, e.acquisition_date, e.acquisition_cost,
+    SELECT e.customer_id, e.acquisition_date, e.acquisition_cost,
         {_local_date("i.occurred_at")} AS day,
         -(i.minutes * COALESCE(u.hourly_cost, %(rate)s) / 60.0) AS amount
     FROM candidates e JOIN {interaction} i ON i.customer_id = e.customer_id
@@ -253,14 +253,18 @@ WITH base AS (
 ), running AS (
     -- The default frame (RANGE ... CURRENT ROW) includes every event of the same day, so this
     -- is the cumulative contribution at the end of each day without a per-day GROUP BY; the
-    -- acquisition columns ride along instead of being joined back.
-    SELECT customer_id, bk, acquisition_date, acquisition_cost, day,
+    -- acquisition columns ride along instead of being joined back (the bucket is joined
+    -- after the per-customer minimum: narrower rows to sort).
+    SELECT customer_id, acquisition_date, acquisition_cost, day,
         SUM(amount) OVER (PARTITION BY customer_id ORDER BY day) AS cum
     FROM events WHERE day >= acquisition_date
-), paid AS (
-    SELECT customer_id, bk, MIN({_days_between("day", "acquisition_date")}) AS days
+), paid_days AS (
+    SELECT customer_id, MIN({_days_between("day", "acquisition_date")}) AS days
     FROM running WHERE cum >= acquisition_cost
-    GROUP BY customer_id, bk
+    GROUP BY customer_id
+), paid AS (
+    SELECT p.customer_id, e.bk, p.days
+    FROM paid_days p JOIN candidates e ON e.customer_id = p.customer_id
 ), ranked AS (
     SELECT bk, days, ROW_NUMBER() OVER (PARTITION BY bk ORDER BY days) AS rn,
         COUNT(*) OVER (PARTITION BY bk) AS n
