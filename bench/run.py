@@ -79,6 +79,13 @@ def main() -> int:
                 f"  (asked for {args.customers:,}; delete bench/data to regenerate at that scale)"
             )
 
+    from crm.models import CustomerMetrics
+
+    if not CustomerMetrics.objects.exists() and "recalculate_roi" in get_commands():
+        # Screens are measured as on a morning after the nightly job, as in production.
+        print("Running the nightly job once (metrics, buckets, snapshots) ...", flush=True)
+        call_command("recalculate_roi", full=True)
+
     ctx = {"customers": Customer.objects.count(), "args": args, "root": ROOT}
     results: list[harness.Result] = []
     notes: list[str] = []
