@@ -165,7 +165,7 @@ class BucketEditView(StaffPermissionMixin, View):
                     for error in errors:
                         form.add_error(None, error)
             return self.render_page(request, form, state, bucket, status=400)
-        messages.success(request, _("Bucket \u201c%(name)s\u201d saved.") % {"name": bucket.name})
+        messages.success(request, _("Bucket “%(name)s” saved.") % {"name": bucket.name})
         if selectors.too_many_active_buckets():
             messages.warning(
                 request,
