@@ -168,14 +168,6 @@ class HighValueTable(CapPerPageMixin, tables.Table):
         order_by=("last_name", "first_name", "id"),
         verbose_name=_("Name"),
     )
-    # Every sort ends with the id: ties (same effort, same city) must not reorder between
-    # requests, or paging would repeat some customers and skip others.
-    email = tables.EmailColumn(order_by=("email", "id"), verbose_name=_("Email"))
-    city = tables.Column(order_by=("city", "id"), verbose_name=_("City"))
-    service_effort = tables.Column(
-        order_by=("service_effort", "id"), verbose_name=_("Service effort")
-    )
-    influence = tables.Column(order_by=("influence", "id"), verbose_name=_("Influence"))
     owner = tables.Column(verbose_name=_("Owner"), default="", order_by=("owner__last_name",))
     contribution_total = tables.Column(verbose_name=_("Lifetime contribution"))
     margin_total = tables.Column(verbose_name=_("Lifetime margin"))

@@ -193,3 +193,19 @@ def test_even_out_apply_with_non_staff_target_is_refused(client_manager):
 def test_high_value_garbage_params(client_manager, params):
     _customer_with("10")
     assert client_manager.get("/accounts/high-value/", params).status_code == 200
+
+
+def test_high_value_table_shows_exactly_its_columns():
+    from crm.tables import HighValueTable
+
+    table = HighValueTable([], order_by=())
+    assert [c.name for c in table.columns] == [
+        "customers",
+        "name",
+        "owner",
+        "service_effort",
+        "status",
+        "contribution_total",
+        "margin_total",
+        "cost_to_serve_total",
+    ]
