@@ -11,7 +11,8 @@ from crm.models import Customer, CustomerStatus, FollowUp, FollowUpSource, Follo
 
 from .models import ChurnInterview, ChurnSecondaryReason, ReasonCode, WinbackOutcome
 
-_UPDATABLE_FIELDS = (
+# The interview's own fields that an edit may change (the edit form is initialised from them).
+UPDATABLE_FIELDS = (
     "interviewer",
     "interviewed_on",
     "channel",
@@ -282,7 +283,7 @@ def churn_interview_update(
         "follow_up_on": follow_up_on,
     }
     previous_date = interview.follow_up_on
-    for name in _UPDATABLE_FIELDS:
+    for name in UPDATABLE_FIELDS:
         setattr(interview, name, values[name])
     _validate_interview(interview, secondary)
     interview.save()

@@ -215,21 +215,7 @@ class ChurnInterviewUpdateView(StaffPermissionMixin, _InvalidFormIs400, FormView
 
     def get_initial(self):
         interview = self.interview
-        initial = {
-            name: getattr(interview, name)
-            for name in (
-                "interviewed_on",
-                "channel",
-                "competitor",
-                "verbatim",
-                "liked",
-                "bring_back",
-                "likelihood_to_return",
-                "winback_offer",
-                "winback_outcome",
-                "follow_up_on",
-            )
-        }
+        initial = {name: getattr(interview, name) for name in churn_services.UPDATABLE_FIELDS}
         initial["interviewer"] = interview.interviewer_id
         initial["primary_reason"] = interview.primary_reason_id
         initial["secondary_reasons"] = [
