@@ -1,10 +1,12 @@
-"""Django admin for every crm model; CustomerMetrics is read-only (the nightly job writes it)."""
+"""Django admin for every crm model; the derived tables (CustomerMetrics, CohortContribution) are
+read-only: the nightly job writes them."""
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.utils.translation import gettext_lazy as _
 
 from .models import (
+    CohortContribution,
     Customer,
     CustomerMetrics,
     FollowUp,
@@ -123,7 +125,6 @@ class FollowUpAdmin(CustomerFKAdmin):
 class CustomerMetricsAdmin(admin.ModelAdmin):
     list_display = (
         "customer",
-        "as_of",
         "status",
         "buyer_type",
         "order_count",
@@ -134,6 +135,22 @@ class CustomerMetricsAdmin(admin.ModelAdmin):
     search_fields = ("customer__last_name", "customer__email")
     list_select_related = ("customer",)
     show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CohortContribution)
+class CohortContributionAdmin(admin.ModelAdmin):
+    list_display = ("cohort", "month", "units")
+    list_filter = ("cohort",)
+    ordering = ("-cohort", "month")
 
     def has_add_permission(self, request):
         return False

@@ -21,11 +21,17 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import Customer, CustomerMetrics, Interaction, Order, User
+from .models import CohortContribution, Customer, CustomerMetrics, Interaction, Order, User
 
 BUYER_WINDOW_DAYS = 365  # "regular" = 4+ orders in the trailing 365 days (domain.md)
 REGULAR_MIN_ORDERS = 4
 STAGE_TABLE = "crm_metrics_stage"
+# Customers whose metrics row was recomputed or changed in the last refresh of this database
+# session (scope, changed values, new ranks or status): the membership step reads it.
+CHANGED_TABLE = "crm_metrics_changed"
+# Bumped when the table's meaning changes: the nightly job then runs a full refresh.
+METRICS_VERSION = 2
+UNITS = CohortContribution.UNITS_PER_CURRENCY  # exact integer money: 1/6000 of the currency
 
 # Columns computed per customer in the staging table, in insert order.
 _STAGE_COLUMNS = [
@@ -33,7 +39,6 @@ _STAGE_COLUMNS = [
     "orders_window",
     "first_order_at",
     "last_order_at",
-    "days_since_last_order",
     "revenue_window",
     "margin_window",
     "revenue_lifetime",
@@ -50,10 +55,18 @@ _STAGE_COLUMNS = [
     "contribution_window",
     "contribution_lifetime",
     "status",
+    "payback_days",
+    "acquisition_month",
+    "status_from",
+    "cancelled_on",
+    "service_effort",
+    "influence",
+    "acquisition_date",
+    "acquisition_cost",
 ]
 
 
-def _start_of_day(day: dt.date) -> dt.datetime:
+def start_of_day(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time.min, tzinfo=timezone.get_default_timezone())
 
 
@@ -63,12 +76,12 @@ def metrics_params(as_of: dt.date) -> dict:
     active, at_risk = settings.CRM_ACTIVE_DAYS, settings.CRM_AT_RISK_DAYS
     return {
         "as_of": as_of,
-        "end_ts": _start_of_day(as_of + dt.timedelta(days=1)),
-        "window_start": _start_of_day(as_of - dt.timedelta(days=window_days - 1)),
-        "year_start": _start_of_day(as_of - dt.timedelta(days=BUYER_WINDOW_DAYS - 1)),
+        "end_ts": start_of_day(as_of + dt.timedelta(days=1)),
+        "window_start": start_of_day(as_of - dt.timedelta(days=window_days - 1)),
+        "year_start": start_of_day(as_of - dt.timedelta(days=BUYER_WINDOW_DAYS - 1)),
         # "active" = ordered within ACTIVE days: local order date >= as_of - ACTIVE days.
-        "active_ts": _start_of_day(as_of - dt.timedelta(days=active)),
-        "at_risk_ts": _start_of_day(as_of - dt.timedelta(days=at_risk)),
+        "active_ts": start_of_day(as_of - dt.timedelta(days=active)),
+        "at_risk_ts": start_of_day(as_of - dt.timedelta(days=at_risk)),
         "active_date": as_of - dt.timedelta(days=active),
         "at_risk_date": as_of - dt.timedelta(days=at_risk),
         "rate": settings.CRM_STAFF_COST_PER_HOUR,
@@ -77,39 +90,55 @@ def metrics_params(as_of: dt.date) -> dict:
     }
 
 
-def _days_since(expr: str) -> str:
-    """SQL for whole local days between `expr` (a timestamp) and %(as_of)s."""
-    if connection.vendor == "postgresql":
-        return f"(%(as_of)s::date - ({expr} AT TIME ZONE %(tz)s)::date)"
-    return f"CAST(julianday(%(as_of)s) - julianday(date({expr})) AS INTEGER)"
+def _pg() -> bool:
+    return connection.vendor == "postgresql"
 
 
-def _status(last_order: str, cust: str) -> str:
-    """SQL CASE for the status (domain.md "Status"); `cust` aliases crm_customer."""
+def local_date(expr: str) -> str:
+    """SQL: the local calendar date of timestamp `expr` (SQLite: its stored UTC date)."""
+    return f"({expr} AT TIME ZONE %(tz)s)::date" if _pg() else f"date({expr})"
 
-    def by(ts_expr: str, active: str, at_risk: str) -> str:
-        return (
-            f"CASE WHEN {ts_expr} >= {active} THEN 'active' "
-            f"WHEN {ts_expr} >= {at_risk} THEN 'at_risk' ELSE 'churned' END"
-        )
 
+def _month_start(date_expr: str) -> str:
     return (
-        "CASE "
-        f"WHEN {cust}.cancelled_at IS NOT NULL AND {cust}.cancelled_at < %(end_ts)s "
-        "THEN 'churned' "
-        f"WHEN {last_order} IS NOT NULL THEN "
-        + by(last_order, "%(active_ts)s", "%(at_risk_ts)s")
-        + f" WHEN {cust}.acquisition_date IS NOT NULL THEN "
-        + by(f"{cust}.acquisition_date", "%(active_date)s", "%(at_risk_date)s")
-        + " ELSE "
-        + by(f"{cust}.created_at", "%(active_ts)s", "%(at_risk_ts)s")
-        + " END"
+        f"date_trunc('month', {date_expr})::date"
+        if _pg()
+        else f"date({date_expr}, 'start of month')"
+    )
+
+
+def _days_between(later: str, earlier: str) -> str:
+    if _pg():
+        return f"({later} - {earlier})"
+    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+
+
+def status_sql(alias: str = "") -> str:
+    """SQL CASE for the status (domain.md "Status") from a metrics row's own columns."""
+    a = f"{alias}." if alias else ""
+    return (
+        f"CASE WHEN {a}cancelled_on IS NOT NULL AND {a}cancelled_on <= %(as_of)s THEN 'churned' "
+        f"WHEN {a}status_from >= %(active_date)s THEN 'active' "
+        f"WHEN {a}status_from >= %(at_risk_date)s THEN 'at_risk' ELSE 'churned' END"
+    )
+
+
+def order_units(alias: str = "o") -> str:
+    """SQL: an order's margin in exact integer units (1/UNITS of the currency)."""
+    return f"CAST(ROUND({alias}.margin * {UNITS}) AS BIGINT)"
+
+
+def interaction_units(alias: str = "i", staff: str = "u") -> str:
+    """SQL: minus an interaction's cost to serve in exact integer units: minutes x hourly cost
+    in cents (60 minutes x 100 cents = UNITS per currency unit per hour)."""
+    return (
+        f"-({alias}.minutes * CAST(ROUND(COALESCE({staff}.hourly_cost, %(rate)s) * 100) AS BIGINT))"
     )
 
 
 def _stage_sql(*, scoped: bool) -> str:
     """SELECT producing one staging row per customer in scope."""
-    pg = connection.vendor == "postgresql"
+    pg = _pg()
     customer = Customer._meta.db_table
     order = Order._meta.db_table
     interaction = Interaction._meta.db_table
@@ -162,9 +191,12 @@ def _stage_sql(*, scoped: bool) -> str:
 
     i_window = "i.occurred_at >= %(window_start)s"
     cost = "i.minutes * COALESCE(u.hourly_cost, %(rate)s)"
+    last_day = local_date("o.last_order_at")
+    first_day = local_date("o.first_order_at")
     return f"""
 WITH scope AS (
-    SELECT c.id AS customer_id, c.cancelled_at, c.acquisition_date, c.created_at
+    SELECT c.id AS customer_id, c.cancelled_at, c.acquisition_date, c.acquisition_cost,
+        c.created_at, c.service_effort, c.influence
     FROM {customer} c WHERE {scope_filter}
 ), o AS (
     SELECT o.customer_id,
@@ -176,7 +208,8 @@ WITH scope AS (
         SUM(CASE WHEN {in_window} THEN o.revenue ELSE 0 END) AS revenue_window,
         SUM(CASE WHEN {in_window} THEN o.margin ELSE 0 END) AS margin_window,
         SUM(o.revenue) AS revenue_lifetime,
-        SUM(o.margin) AS margin_lifetime
+        SUM(o.margin) AS margin_lifetime,
+        MIN(o.margin) AS min_margin
         {modes_cols}
     FROM {order} o JOIN scope s ON s.customer_id = o.customer_id
     WHERE o.placed_at < %(end_ts)s
@@ -192,13 +225,12 @@ WITH scope AS (
     JOIN {user} u ON u.id = i.staff_id
     WHERE i.occurred_at < %(end_ts)s
     GROUP BY i.customer_id
-){modes_cte}
+){modes_cte}, staged AS (
 SELECT s.customer_id,
     COALESCE(o.order_count, 0) AS order_count,
     COALESCE(o.orders_window, 0) AS orders_window,
     o.first_order_at,
     o.last_order_at,
-    {_days_since("o.last_order_at")} AS days_since_last_order,
     COALESCE(o.revenue_window, 0) AS revenue_window,
     COALESCE(o.margin_window, 0) AS margin_window,
     COALESCE(o.revenue_lifetime, 0) AS revenue_lifetime,
@@ -217,73 +249,271 @@ SELECT s.customer_id,
     COALESCE(i.cost_lifetime, 0) AS cost_to_serve_lifetime,
     COALESCE(o.margin_window, 0) - COALESCE(i.cost_window, 0) AS contribution_window,
     COALESCE(o.margin_lifetime, 0) - COALESCE(i.cost_lifetime, 0) AS contribution_lifetime,
-    {_status("o.last_order_at", "s")} AS status
+    CAST(NULL AS INTEGER) AS payback_days,
+    {_month_start(f"COALESCE(s.acquisition_date, {first_day})")} AS acquisition_month,
+    COALESCE({last_day}, s.acquisition_date, {local_date("s.created_at")}) AS status_from,
+    {local_date("s.cancelled_at")} AS cancelled_on,
+    s.service_effort,
+    s.influence,
+    s.acquisition_date,
+    s.acquisition_cost,
+    COALESCE(o.min_margin, 0) AS min_margin
 FROM scope s
 LEFT JOIN o ON o.customer_id = s.customer_id
 LEFT JOIN i ON i.customer_id = s.customer_id{modes_join}
+)
+SELECT staged.*, {status_sql("staged")} AS status FROM staged
 """  # noqa: S608
 
 
-def _upsert_sql() -> str:
+def _payback_sql() -> str:
+    """UPDATE of the staging table's payback_days: for each customer with an acquisition cost
+    and date, the days from acquisition until cumulative contribution (margin minus cost to
+    serve, from the acquisition day, at the end of each day) first reaches the cost.
+
+    Exact integer units, one window sum per customer. Cumulative contribution never exceeds
+    the sum of positive order margins; for a customer without a negative order margin that is
+    the lifetime margin, so customers below their CAC there cannot pay back and are skipped.
+    """
+    order, interaction, user = Order._meta.db_table, Interaction._meta.db_table, User._meta.db_table
+    since = ""
+    if _pg():  # drop events before the acquisition day before sorting (SQLite: filter below)
+        since = " AND {ts} >= (e.acquisition_date::timestamp AT TIME ZONE %(tz)s)"
+    return f"""
+UPDATE {STAGE_TABLE} SET payback_days = p.days FROM (
+WITH candidates AS (
+    SELECT customer_id, acquisition_date, acquisition_cost FROM {STAGE_TABLE}
+    WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL
+      AND acquisition_date <= %(as_of)s
+      AND (%(negative_costs)s = 1 OR min_margin < 0 OR margin_lifetime >= acquisition_cost)
+), events AS (
+    SELECT e.customer_id, e.acquisition_date, e.acquisition_cost,
+        {local_date("o.placed_at")} AS day, {order_units()} AS amount
+    FROM candidates e JOIN {order} o ON o.customer_id = e.customer_id
+    WHERE o.placed_at < %(end_ts)s{since.format(ts="o.placed_at")}
+    UNION ALL
+    SELECT e.customer_id, e.acquisition_date, e.acquisition_cost,
+        {local_date("i.occurred_at")} AS day, {interaction_units()} AS amount
+    FROM candidates e JOIN {interaction} i ON i.customer_id = e.customer_id
+    JOIN {user} u ON u.id = i.staff_id
+    WHERE i.occurred_at < %(end_ts)s{since.format(ts="i.occurred_at")}
+), running AS (
+    -- The default frame (RANGE ... CURRENT ROW) takes in every event of the same day: the
+    -- cumulative contribution at the end of each day, without a per-day GROUP BY.
+    SELECT customer_id, acquisition_date, acquisition_cost, day,
+        SUM(amount) OVER (PARTITION BY customer_id ORDER BY day) AS cum
+    FROM events WHERE day >= acquisition_date
+)
+SELECT customer_id, MIN({_days_between("day", "acquisition_date")}) AS days
+FROM running WHERE cum >= acquisition_cost * {UNITS}
+GROUP BY customer_id
+) AS p
+WHERE p.customer_id = {STAGE_TABLE}.customer_id
+"""  # noqa: S608
+
+
+def _negative_costs_sql() -> str:
+    """1 when some staff member (or the default) has a negative hourly cost: then no customer
+    can be skipped by the lifetime-margin bound of _payback_sql."""
+    user = User._meta.db_table
+    return (
+        f"SELECT CASE WHEN %(rate)s < 0 OR EXISTS (SELECT 1 FROM {user} "  # noqa: S608
+        "WHERE hourly_cost < 0) THEN 1 ELSE 0 END"
+    )
+
+
+def _distinct(lhs: str, rhs: str) -> str:
+    """SQL: `lhs` and `rhs` (values or row values) differ, NULLs compared as values."""
+    return f"({lhs} {'IS DISTINCT FROM' if _pg() else 'IS NOT'} {rhs})"
+
+
+def _differs(left: str, right: str, columns: list[str]) -> str:
+    """SQL: the row values of `columns` differ between aliases `left` and `right`."""
+    lhs = ", ".join(f"{left}.{c}" for c in columns)
+    rhs = ", ".join(f"{right}.{c}" for c in columns)
+    return _distinct(f"({lhs})", f"({rhs})")
+
+
+def _write_sql(*, scoped: bool) -> list[str]:
+    """Statements writing the staging table into the metrics table, touching only rows whose
+    values differ (an unchanged customer costs a comparison, not a write), and recording in
+    CHANGED_TABLE the customers aggregated (scoped) or whose row changed or is new (full)."""
     table = CustomerMetrics._meta.db_table
     cols = ", ".join(_STAGE_COLUMNS)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in [*_STAGE_COLUMNS, "as_of", "refreshed_at"])
-    # "WHERE 1 = 1" keeps SQLite's parser from reading ON CONFLICT as a join constraint.
-    return (
-        f"INSERT INTO {table} (customer_id, {cols}, as_of, refreshed_at) "  # noqa: S608
-        f"SELECT customer_id, {cols}, %(as_of)s, %(now)s FROM {STAGE_TABLE} WHERE 1 = 1 "
-        f"ON CONFLICT (customer_id) DO UPDATE SET {updates}"
+    sets = ", ".join(f"{c} = s.{c}" for c in _STAGE_COLUMNS)
+    staged = ", ".join(f"s.{c}" for c in _STAGE_COLUMNS)
+    missing = f"NOT EXISTS (SELECT 1 FROM {table} m WHERE m.customer_id = s.customer_id)"  # noqa: S608
+    record = (
+        f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM {STAGE_TABLE}"  # noqa: S608
+        if scoped
+        else f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM crm_metrics_diff "  # noqa: S608
+        f"UNION ALL SELECT s.customer_id FROM {STAGE_TABLE} s WHERE {missing}"
     )
+    return [
+        "DROP TABLE IF EXISTS crm_metrics_diff",
+        f"CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id "  # noqa: S608
+        f"FROM {STAGE_TABLE} s JOIN {table} m ON m.customer_id = s.customer_id "
+        f"WHERE {_differs('m', 's', _STAGE_COLUMNS)}",
+        record,
+        f"UPDATE {table} SET {sets}, refreshed_at = %(now)s "  # noqa: S608
+        f"FROM {STAGE_TABLE} s WHERE s.customer_id = {table}.customer_id "
+        "AND s.customer_id IN (SELECT customer_id FROM crm_metrics_diff)",
+        f"INSERT INTO {table} (customer_id, {cols}, refreshed_at) "  # noqa: S608
+        f"SELECT s.customer_id, {staged}, %(now)s FROM {STAGE_TABLE} s WHERE {missing}",
+        "DROP TABLE crm_metrics_diff",
+    ]
 
 
-def _advance_sql() -> str:
-    """Move the time-dependent columns of rows outside the scope to the new as_of."""
+def _record_update(cursor, *, set_sql: str, where: str, params: dict, from_sql: str = "") -> int:
+    """UPDATE the metrics rows matching `where` and add their customers to CHANGED_TABLE.
+
+    PostgreSQL: one statement (UPDATE ... RETURNING inside a CTE). SQLite: record, then update.
+    Returns the number of rows updated."""
     table = CustomerMetrics._meta.db_table
-    customer = Customer._meta.db_table
-    return (
-        f"UPDATE {table} AS m SET as_of = %(as_of)s, "  # noqa: S608
-        f"days_since_last_order = {_days_since('m.last_order_at')}, "
-        f"status = {_status('m.last_order_at', 'c')} "
-        f"FROM {customer} c WHERE c.id = m.customer_id AND m.as_of <> %(as_of)s"
+    if _pg():
+        cursor.execute(
+            f"WITH u AS (UPDATE {table} SET {set_sql}{from_sql} WHERE {where} "  # noqa: S608
+            f"RETURNING {table}.customer_id) "
+            f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM u",
+            params,
+        )
+        return cursor.rowcount
+    cursor.execute("DROP TABLE IF EXISTS crm_metrics_touch")
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE crm_metrics_touch AS SELECT {table}.customer_id "  # noqa: S608
+        f"FROM {table}{from_sql.replace(' FROM ', ', ', 1)} WHERE {where}",
+        params,
     )
+    cursor.execute(
+        f"UPDATE {table} SET {set_sql}{from_sql} WHERE {where} AND {table}.customer_id IN "  # noqa: S608
+        "(SELECT customer_id FROM crm_metrics_touch)",
+        params,
+    )
+    updated = cursor.rowcount
+    cursor.execute(f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM crm_metrics_touch")  # noqa: S608
+    cursor.execute("DROP TABLE crm_metrics_touch")
+    return updated
 
 
 def _ranks_sql() -> str:
+    """CREATE of a temporary table of the customers whose value decile or suggested effort
+    changes, with the new values (global NTILE ranks)."""
     table = CustomerMetrics._meta.db_table
     return f"""
-UPDATE {table} AS m SET value_decile = r.decile, suggested_effort = r.effort
-FROM (
-    SELECT customer_id,
+CREATE TEMPORARY TABLE crm_metrics_ranks AS
+SELECT customer_id, decile, effort FROM (
+    SELECT customer_id, value_decile, suggested_effort,
         NTILE(10) OVER (ORDER BY contribution_lifetime DESC, customer_id) AS decile,
         CASE WHEN minutes_window > 0 THEN NTILE(10) OVER (
             PARTITION BY CASE WHEN minutes_window > 0 THEN 1 ELSE 0 END
             ORDER BY minutes_window, customer_id) END AS effort
     FROM {table}
 ) r
-WHERE r.customer_id = m.customer_id
-  AND (m.value_decile IS DISTINCT FROM r.decile OR m.suggested_effort IS DISTINCT FROM r.effort)
+WHERE {_distinct("(r.value_decile, r.suggested_effort)", "(r.decile, r.effort)")}
 """  # noqa: S608
 
 
-def _copy_status_sql() -> str:
-    table = CustomerMetrics._meta.db_table
-    customer = Customer._meta.db_table
+def _cohort_events_sql(*, customers: str, cohort: str, sign: str, extra: str = "") -> str:
+    """SQL: (cohort, month, units) rows of every order and interaction of the customers of
+    subquery `customers` (columns customer_id and `cohort`), multiplied by `sign`."""
+    order, interaction, user = Order._meta.db_table, Interaction._meta.db_table, User._meta.db_table
+    o_extra = extra.format(alias="o")
+    i_extra = extra.format(alias="i")
     return (
-        f"UPDATE {customer} AS c SET status = m.status FROM {table} m "  # noqa: S608
-        "WHERE m.customer_id = c.id AND c.status <> m.status"
+        f"SELECT x.{cohort} AS cohort, {_month_start(local_date('o.placed_at'))} AS month, "  # noqa: S608
+        f"{sign} * {order_units()} AS units "
+        f"FROM ({customers}) x JOIN {order} o ON o.customer_id = x.customer_id "
+        f"WHERE x.{cohort} IS NOT NULL{o_extra} "
+        "UNION ALL "
+        f"SELECT x.{cohort}, {_month_start(local_date('i.occurred_at'))}, "
+        f"{sign} * {interaction_units()} "
+        f"FROM ({customers}) x JOIN {interaction} i ON i.customer_id = x.customer_id "
+        f"JOIN {user} u ON u.id = i.staff_id WHERE x.{cohort} IS NOT NULL{i_extra}"
     )
 
 
-def metrics_refresh(*, as_of: dt.date, customer_ids: Iterable[int] | None = None) -> int:
-    """Recompute crm.CustomerMetrics as of the end of `as_of`; return the rows recomputed.
+def _cohorts_rebuild(cursor, params: dict) -> None:
+    """Recompute CohortContribution from every order and interaction (after the metrics write)."""
+    cells, table = CohortContribution._meta.db_table, CustomerMetrics._meta.db_table
+    events = _cohort_events_sql(
+        customers=f"SELECT customer_id, acquisition_month FROM {table}",  # noqa: S608
+        cohort="acquisition_month",
+        sign="1",
+    )
+    cursor.execute(f"DELETE FROM {cells}")  # noqa: S608
+    cursor.execute(
+        f"INSERT INTO {cells} (cohort, month, units) SELECT cohort, month, SUM(units) "  # noqa: S608
+        f"FROM ({events}) e GROUP BY cohort, month",
+        params,
+    )
 
-    With `customer_ids`, only those customers are aggregated again (incremental run); the
-    time-dependent columns of every other row (as_of, days since last order, status) are moved
-    to `as_of` in one UPDATE, which is exact as long as the caller includes every customer
-    whose orders or interactions changed or crossed a window edge (segments.jobs does).
-    Value deciles and suggested effort are always re-ranked over all customers, and
-    Customer.status is copied where it differs. Atomic: all or nothing. Raises ValueError for
-    a missing date.
+
+def _cohorts_delta_sql() -> str:
+    """INSERT ... ON CONFLICT adding to CohortContribution what changed since the watermarks:
+    customers whose cohort moved take all their events out of the old cohort (those already
+    counted: ids up to the watermarks) and into the new one; everyone else adds the orders and
+    interactions above the watermarks. Runs before the metrics write (old cohorts are read
+    from the metrics table, new ones from the staging table)."""
+    cells, table = CohortContribution._meta.db_table, CustomerMetrics._meta.db_table
+    moved = (
+        f"SELECT s.customer_id, m.acquisition_month AS old_cohort, "  # noqa: S608
+        f"s.acquisition_month AS new_cohort FROM {STAGE_TABLE} s "
+        f"LEFT JOIN {table} m ON m.customer_id = s.customer_id "
+        f"WHERE {_differs('m', 's', ['acquisition_month'])}"
+    )
+    stayed = (
+        f"SELECT s.customer_id, s.acquisition_month FROM {STAGE_TABLE} s "  # noqa: S608
+        f"JOIN {table} m ON m.customer_id = s.customer_id "
+        "WHERE m.acquisition_month = s.acquisition_month"
+    )
+    old = " AND {alias}.id <= %(max_" + "{alias}" + ")s"
+    new = " AND {alias}.id > %(max_" + "{alias}" + ")s"
+    parts = [
+        _cohort_events_sql(customers=moved, cohort="old_cohort", sign="-1", extra=old),
+        _cohort_events_sql(customers=moved, cohort="new_cohort", sign="1"),
+        _cohort_events_sql(customers=stayed, cohort="acquisition_month", sign="1", extra=new),
+    ]
+    events = " UNION ALL ".join(parts)
+    return (
+        f"INSERT INTO {cells} (cohort, month, units) SELECT cohort, month, SUM(units) "  # noqa: S608
+        f"FROM ({events}) e GROUP BY cohort, month "
+        "ON CONFLICT (cohort, month) DO UPDATE SET units = "
+        f"{cells}.units + excluded.units"
+    )
+
+
+def _copy_status_sql(*, scoped: bool) -> str:
+    table = CustomerMetrics._meta.db_table
+    customer = Customer._meta.db_table
+    only = f" AND c.id IN (SELECT customer_id FROM {CHANGED_TABLE})" if scoped else ""  # noqa: S608
+    return (
+        f"UPDATE {customer} AS c SET status = m.status FROM {table} m "  # noqa: S608
+        f"WHERE m.customer_id = c.id AND c.status <> m.status{only}"
+    )
+
+
+def metrics_refresh(
+    *,
+    as_of: dt.date,
+    customer_ids: Iterable[int] | None = None,
+    events_after: dict | None = None,
+) -> int:
+    """Recompute crm.CustomerMetrics (and crm.CohortContribution) as of the end of `as_of`;
+    return the number of customers aggregated.
+
+    Without `customer_ids` every customer is aggregated again (a full refresh). With them only
+    those are (an incremental refresh): the caller must include every customer whose orders,
+    interactions or customer columns changed or crossed a window edge since the previous
+    refresh (segments.jobs does). Nothing in a row moves by itself from day to day, except the
+    status (recomputed everywhere from the row's own dates) and the global ranks (value decile,
+    suggested effort), which are re-ranked over all customers; only rows whose values differ
+    are written. `events_after` ({"order": id, "interaction": id}, the previous refresh's
+    highest ids) lets an incremental refresh add only the new orders and interactions to the
+    cohort table; without it the cohort table is rebuilt.
+
+    Afterwards the temporary table CHANGED_TABLE lists the customers aggregated plus those
+    whose status or ranks changed; Customer.status is copied where it differs. Atomic: all or
+    nothing. Raises ValueError for a missing date.
     """
     if not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime):
         raise ValueError("as_of must be a date.")
@@ -292,18 +522,49 @@ def metrics_refresh(*, as_of: dt.date, customer_ids: Iterable[int] | None = None
     scoped = customer_ids is not None
     if scoped:
         ids = sorted({int(pk) for pk in customer_ids})
-        params["ids"] = ids if connection.vendor == "postgresql" else json.dumps(ids)
+        params["ids"] = ids if _pg() else json.dumps(ids)
+    if events_after:
+        params["max_o"] = int(events_after.get("order") or 0)
+        params["max_i"] = int(events_after.get("interaction") or 0)
+    table = CustomerMetrics._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {STAGE_TABLE}")
+        for name in (STAGE_TABLE, CHANGED_TABLE):
+            cursor.execute(f"DROP TABLE IF EXISTS {name}")
+        cursor.execute(f"CREATE TEMPORARY TABLE {CHANGED_TABLE} (customer_id bigint)")
         cursor.execute(
             f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS {_stage_sql(scoped=scoped)}", params
         )
+        if _pg():
+            cursor.execute(f"ANALYZE {STAGE_TABLE}")  # temporary tables get no autovacuum
+        cursor.execute(_negative_costs_sql(), params)
+        params["negative_costs"] = cursor.fetchone()[0]
+        cursor.execute(_payback_sql(), params)
         cursor.execute(f"SELECT COUNT(*) FROM {STAGE_TABLE}")  # noqa: S608
         refreshed = cursor.fetchone()[0]
-        cursor.execute(_upsert_sql(), params)
+        incremental_cohorts = scoped and events_after is not None
+        if incremental_cohorts:  # before the write: it reads the old cohorts
+            cursor.execute(_cohorts_delta_sql(), params)
+        for statement in _write_sql(scoped=scoped):
+            cursor.execute(statement, params)
         cursor.execute(f"DROP TABLE {STAGE_TABLE}")
-        if scoped:
-            cursor.execute(_advance_sql(), params)
+        if not incremental_cohorts:
+            _cohorts_rebuild(cursor, params)
+        # Status moves with the date for everyone: rewrite only the rows where it changes.
+        _record_update(
+            cursor,
+            set_sql=f"status = {status_sql()}",
+            where=f"status <> {status_sql()}",
+            params=params,
+        )
+        cursor.execute("DROP TABLE IF EXISTS crm_metrics_ranks")
         cursor.execute(_ranks_sql())
-        cursor.execute(_copy_status_sql())
+        _record_update(
+            cursor,
+            set_sql="value_decile = r.decile, suggested_effort = r.effort",
+            from_sql=" FROM crm_metrics_ranks r",
+            where=f"r.customer_id = {table}.customer_id",
+            params=params,
+        )
+        cursor.execute("DROP TABLE crm_metrics_ranks")
+        cursor.execute(_copy_status_sql(scoped=scoped))
     return refreshed

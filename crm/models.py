@@ -532,20 +532,22 @@ class CustomerMetrics(models.Model):
     """Derived per-customer figures, one narrow row per customer, refreshed set-based by the
     nightly job (segments) through crm.metrics. Kept out of the wide customer table so that the
     nightly bulk write stays cheap. "window" means the trailing METRICS_WINDOW_DAYS (365) days up
-    to `as_of`; "lifetime" means all time up to `as_of`.
+    to the run's date; "lifetime" means all time up to it.
+
+    Rows are only rewritten where a value changed, so that a nightly run writes what changed and
+    not every row: nothing here moves by itself from one day to the next (days since the last
+    order is computed when read, from last_order_at). A few customer columns are copied here
+    (effort, influence, acquisition, cancellation) and the bucket is copied by segments, so that
+    the nightly ROI figures aggregate this one narrow table without joins.
     """
 
     customer = models.OneToOneField(
         Customer, on_delete=models.CASCADE, primary_key=True, related_name="metrics"
     )
-    as_of = models.DateField(_("as of"))
     order_count = models.PositiveIntegerField(_("orders"), default=0)
     orders_window = models.PositiveIntegerField(_("orders in window"), default=0)
     first_order_at = models.DateTimeField(_("first order"), null=True, blank=True)
     last_order_at = models.DateTimeField(_("last order"), null=True, blank=True)
-    days_since_last_order = models.PositiveIntegerField(
-        _("days since last order"), null=True, blank=True
-    )
     revenue_window = models.DecimalField(_("revenue (window)"), **MONEY, default=0)
     margin_window = models.DecimalField(_("margin (window)"), **MONEY, default=0)
     revenue_lifetime = models.DecimalField(_("revenue (lifetime)"), **MONEY, default=0)
@@ -572,6 +574,33 @@ class CustomerMetrics(models.Model):
     status = models.CharField(
         _("status"), max_length=16, choices=CustomerStatus.choices, default=CustomerStatus.ACTIVE
     )
+    payback_days = models.PositiveIntegerField(
+        _("payback (days)"),
+        null=True,
+        blank=True,
+        help_text=_("Days from acquisition until cumulative contribution reached the CAC."),
+    )
+    acquisition_month = models.DateField(
+        _("acquisition month"),
+        null=True,
+        blank=True,
+        help_text=_("Cohort: month of the acquisition date, else of the first order."),
+    )
+    status_from = models.DateField(
+        _("status counted from"),
+        null=True,
+        blank=True,
+        help_text=_("Local date of the last order, else acquisition, else creation."),
+    )
+    cancelled_on = models.DateField(_("cancelled on"), null=True, blank=True)
+    # Copies of customer columns (refreshed with the row) and of the bucket (set by segments).
+    service_effort = models.PositiveSmallIntegerField(_("service effort"), null=True, blank=True)
+    influence = models.PositiveSmallIntegerField(_("influence"), default=0)
+    acquisition_date = models.DateField(_("acquisition date"), null=True, blank=True)
+    acquisition_cost = models.DecimalField(_("acquisition cost"), **MONEY, null=True, blank=True)
+    bucket_id = models.BigIntegerField(
+        _("bucket"), null=True, blank=True, help_text=_("Current bucket (segments), copied.")
+    )
     refreshed_at = models.DateTimeField(_("refreshed at"), default=timezone.now)
 
     class Meta:
@@ -595,7 +624,35 @@ class CustomerMetrics(models.Model):
             models.Index(fields=["buyer_type"], name="metrics_buyer_type_idx"),
             models.Index(fields=["-contribution_lifetime"], name="metrics_contrib_life_idx"),
             models.Index(fields=["preferred_channel"], name="metrics_channel_idx"),
+            models.Index(fields=["last_order_at"], name="metrics_last_order_idx"),
+            models.Index(fields=["refreshed_at"], name="metrics_refreshed_idx"),
         ]
 
     def __str__(self) -> str:
-        return f"metrics of {self.customer_id} as of {self.as_of}"
+        return f"metrics of {self.customer_id}"
+
+
+class CohortContribution(models.Model):
+    """Contribution of an acquisition-month cohort in one calendar month, summed over all its
+    customers' orders and interactions. Maintained by crm.metrics: rebuilt by a full refresh,
+    adjusted by the new orders and interactions of an incremental one.
+
+    `units` is an exact integer in 1/6000 of the currency unit (margin x 6000 minus minutes x
+    hourly cost x 100), so that sums added night after night equal a full rebuild exactly.
+    """
+
+    UNITS_PER_CURRENCY = 6000
+
+    cohort = models.DateField(_("cohort"), help_text=_("First day of the acquisition month."))
+    month = models.DateField(_("month"), help_text=_("First day of the calendar month."))
+    units = models.BigIntegerField(_("contribution (1/6000)"), default=0)
+
+    class Meta:
+        verbose_name = _("cohort contribution")
+        verbose_name_plural = _("cohort contributions")
+        constraints = [
+            models.UniqueConstraint(fields=["cohort", "month"], name="cohort_month_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cohort:%Y-%m} in {self.month:%Y-%m}"

@@ -223,8 +223,12 @@ def high_value_source() -> tuple[str, date | None]:
     """Where the high-value ranking comes from: the nightly metrics (value_decile computed by
     crm.metrics over lifetime contribution) with their date, or, before any nightly run, the
     live computation over all orders and interactions (slow at scale)."""
-    as_of = CustomerMetrics.objects.order_by("pk").values_list("as_of", flat=True).first()
-    return (HIGH_VALUE_NIGHTLY, as_of) if as_of else (HIGH_VALUE_LIVE, None)
+    latest = (
+        CustomerMetrics.objects.order_by("-refreshed_at")
+        .values_list("refreshed_at", flat=True)
+        .first()
+    )  # the nightly refresh rewrites only changed rows: the newest rewrite dates the ranking
+    return (HIGH_VALUE_NIGHTLY, timezone.localdate(latest)) if latest else (HIGH_VALUE_LIVE, None)
 
 
 def _high_value_live() -> QuerySet[Customer]:

@@ -153,6 +153,7 @@ def influence_recompute(*, customer_ids: Iterable[int] | None = None) -> int:
             When(influence_override__isnull=False, then=F("influence_override")),
             default=score,
         ),
+        updated_at=timezone.now(),  # the nightly job's incremental scope reads it
     )
 
 

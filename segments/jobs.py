@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
@@ -17,11 +18,13 @@ from django.db.models import Case, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from crm.metrics import metrics_params, metrics_refresh
-from crm.models import Customer, CustomerMetrics, Interaction, Order, SocialProfile, User
+from crm.metrics import CHANGED_TABLE, METRICS_VERSION, metrics_params, metrics_refresh
+from crm.metrics import start_of_day as metrics_start_of_day
+from crm.models import Customer, CustomerMetrics, Interaction, Order, SocialProfile
 
+from . import rules as rules_mod
 from . import selectors
-from .models import Bucket, CurrentMembership, JobRun, RoiSnapshot
+from .models import Bucket, JobRun, RoiSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -125,9 +128,9 @@ def touched_customer_ids(*, last: JobRun, as_of: dt.date) -> list[int]:
 
     Changed or created since that run started (customers, social profiles; orders and
     interactions above the id watermarks the run recorded, or created since), customers
-    without a metrics row, and customers with an order or interaction that entered or left a
-    time window between the two dates. Time-only columns (days since last order, status) of
-    everyone else are advanced by metrics_refresh itself.
+    without a metrics row, customers acquired between the two dates, and customers with an
+    order or interaction that entered or left a time window between the two dates. Status
+    and ranks of everyone else are moved by metrics_refresh itself.
     """
     since = last.started_at
     prev, new = metrics_params(last.as_of), metrics_params(as_of)
@@ -141,6 +144,8 @@ def touched_customer_ids(*, last: JobRun, as_of: dt.date) -> list[int]:
         "new_window": new["window_start"],
         "prev_year": prev["year_start"],
         "new_year": new["year_start"],
+        "prev_as_of": last.as_of,
+        "new_as_of": as_of,
     }
     customer, order = Customer._meta.db_table, Order._meta.db_table
     interaction, social = Interaction._meta.db_table, SocialProfile._meta.db_table
@@ -164,6 +169,9 @@ def touched_customer_ids(*, last: JobRun, as_of: dt.date) -> list[int]:
             "WHERE id > %(max_interaction)s OR created_at >= %(since)s",
             f"SELECT c.id FROM {customer} c WHERE NOT EXISTS "  # noqa: S608
             f"(SELECT 1 FROM {metrics} m WHERE m.customer_id = c.id)",
+            # payback counts only customers acquired by the snapshot date
+            f"SELECT id FROM {customer} WHERE acquisition_date > %(prev_as_of)s "  # noqa: S608
+            "AND acquisition_date <= %(new_as_of)s",
             edges(order, "placed_at"),
             edges(interaction, "occurred_at"),
         ]
@@ -175,145 +183,71 @@ def touched_customer_ids(*, last: JobRun, as_of: dt.date) -> list[int]:
 
 # --- snapshots -------------------------------------------------------------------------------
 
-
-def _local_date(expr: str) -> str:
-    if connection.vendor == "postgresql":
-        return f"({expr} AT TIME ZONE %(tz)s)::date"
-    return f"date({expr})"
+_RATIO = Decimal("0.0001")
+_CENTS = Decimal("0.01")
 
 
-def _days_between(later: str, earlier: str) -> str:
-    if connection.vendor == "postgresql":
-        return f"({later} - {earlier})"
-    return f"CAST(julianday({later}) - julianday({earlier}) AS INTEGER)"
+def _q(value, places: Decimal) -> Decimal:
+    return Decimal(value).quantize(places, rounding=ROUND_HALF_UP)
 
 
-def _snapshot_sql() -> str:
-    """INSERT ... SELECT of one RoiSnapshot row per bucket (active or with members) and one for
-    Unsegmented (bucket key 0 inside the query, NULL in the table)."""
-    customer, order = Customer._meta.db_table, Order._meta.db_table
-    interaction, user = Interaction._meta.db_table, User._meta.db_table
-    metrics, current = CustomerMetrics._meta.db_table, CurrentMembership._meta.db_table
-    bucket, snapshot = Bucket._meta.db_table, RoiSnapshot._meta.db_table
-    pg = connection.vendor == "postgresql"
-    true = "TRUE" if pg else "1"
-
-    def since_acquisition(ts: str) -> str:
-        # Events before the acquisition day never count: drop them before the per-day sort.
-        # (SQLite keeps only the exact filter in "running"; its dates are UTC text.)
-        if not pg:
-            return ""
-        return f" AND {ts} >= (e.acquisition_date::timestamp AT TIME ZONE %(tz)s)"
-
-    # Cumulative contribution never exceeds the sum of positive order margins; when no order
-    # margin and no staff cost is negative, that sum is the lifetime margin (just refreshed),
-    # so customers below their CAC there cannot pay back and their events are never read.
-    can_pay_back = " AND (%(no_negative)s = 0 OR mar_life >= acquisition_cost)"
-    return f"""
-INSERT INTO {snapshot} (date, bucket_id, bucket_name, customers, revenue, margin, cost_to_serve,
-    contribution, roi, contribution_per_customer, share_of_total, avg_effort, avg_influence,
-    nps, churn_rate, ltv_cac, payback_median_days, payback_share, job_run_id)
-WITH base AS (
-    SELECT c.id AS customer_id, COALESCE(cm.bucket_id, 0) AS bk,
-        c.acquisition_date, c.acquisition_cost, c.service_effort, c.influence,
-        COALESCE(m.revenue_window, 0) AS rev, COALESCE(m.margin_window, 0) AS mar,
-        COALESCE(m.cost_to_serve_window, 0) AS cts,
-        COALESCE(m.contribution_lifetime, 0) AS clife, m.status,
-        COALESCE(m.margin_lifetime, 0) AS mar_life
-    FROM {customer} c
-    LEFT JOIN {current} cm ON cm.customer_id = c.id
-    LEFT JOIN {metrics} m ON m.customer_id = c.id
-), agg AS (
-    SELECT bk, COUNT(*) AS customers, SUM(rev) AS revenue, SUM(mar) AS margin,
-        SUM(cts) AS cost, SUM(mar) - SUM(cts) AS contribution,
-        AVG(service_effort) AS avg_effort, AVG(influence) AS avg_influence,
-        AVG(CASE WHEN status = 'churned' THEN 1.0 ELSE 0.0 END) AS churn_rate,
-        SUM(clife) AS clife, SUM(acquisition_cost) AS cac
-    FROM base GROUP BY bk
-), eligible AS (
-    SELECT customer_id, bk, acquisition_date, acquisition_cost FROM base
-    WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL
-      AND acquisition_date <= %(as_of)s
-), candidates AS (
-    SELECT customer_id, bk, acquisition_date, acquisition_cost FROM base
-    WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL
-      AND acquisition_date <= %(as_of)s{can_pay_back}
-), events AS (
-    SELECT e.customer_id, e.acquisition_date, e.acquisition_cost,
-        {_local_date("o.placed_at")} AS day, o.margin AS amount
-    FROM candidates e JOIN {order} o ON o.customer_id = e.customer_id
-    WHERE o.placed_at < %(end_ts)s{since_acquisition("o.placed_at")}
-    UNION ALL
-    SELECT e.customer_id, e.acquisition_date, e.acquisition_cost,
-        {_local_date("i.occurred_at")} AS day,
-        -(i.minutes * COALESCE(u.hourly_cost, %(rate)s) / 60.0) AS amount
-    FROM candidates e JOIN {interaction} i ON i.customer_id = e.customer_id
-    JOIN {user} u ON u.id = i.staff_id
-    WHERE i.occurred_at < %(end_ts)s{since_acquisition("i.occurred_at")}
-), running AS (
-    -- The default frame (RANGE ... CURRENT ROW) includes every event of the same day, so this
-    -- is the cumulative contribution at the end of each day without a per-day GROUP BY; the
-    -- acquisition columns ride along instead of being joined back (the bucket is joined
-    -- after the per-customer minimum: narrower rows to sort).
-    SELECT customer_id, acquisition_date, acquisition_cost, day,
-        SUM(amount) OVER (PARTITION BY customer_id ORDER BY day) AS cum
-    FROM events WHERE day >= acquisition_date
-), paid_days AS (
-    SELECT customer_id, MIN({_days_between("day", "acquisition_date")}) AS days
-    FROM running WHERE cum >= acquisition_cost
-    GROUP BY customer_id
-), paid AS (
-    SELECT p.customer_id, e.bk, p.days
-    FROM paid_days p JOIN candidates e ON e.customer_id = p.customer_id
-), ranked AS (
-    SELECT bk, days, ROW_NUMBER() OVER (PARTITION BY bk ORDER BY days) AS rn,
-        COUNT(*) OVER (PARTITION BY bk) AS n
-    FROM paid
-), medians AS (
-    SELECT bk, ROUND(AVG(days)) AS median_days FROM ranked
-    WHERE rn = (n + 1) / 2 OR rn = (n + 2) / 2 GROUP BY bk
-), elig_counts AS (
-    SELECT bk, COUNT(*) AS n_eligible FROM eligible GROUP BY bk
-), paid_counts AS (
-    SELECT bk, COUNT(*) AS n_paid FROM paid GROUP BY bk
-), keys AS (
-    SELECT id AS bk FROM {bucket} WHERE active = {true}
-    UNION SELECT bk FROM agg
-    UNION SELECT 0
-), totals AS (
-    SELECT SUM(contribution) AS total FROM agg
-)
-SELECT %(date)s, NULLIF(k.bk, 0), COALESCE(b.name, ''), COALESCE(a.customers, 0),
-    COALESCE(a.revenue, 0), COALESCE(a.margin, 0), COALESCE(a.cost, 0),
-    COALESCE(a.contribution, 0),
-    CASE WHEN a.cost > 0 THEN ROUND((a.margin - a.cost) * 1.0 / a.cost, 4) END,
-    CASE WHEN a.customers > 0 THEN ROUND(a.contribution * 1.0 / a.customers, 2) END,
-    CASE WHEN t.total <> 0 THEN ROUND(COALESCE(a.contribution, 0) * 1.0 / t.total, 4) END,
-    ROUND(a.avg_effort, 2), ROUND(a.avg_influence, 2), NULL,
-    ROUND(a.churn_rate, 4),
-    CASE WHEN a.cac > 0 THEN ROUND(a.clife * 1.0 / a.cac, 4) END,
-    md.median_days,
-    CASE WHEN ec.n_eligible > 0 THEN ROUND(COALESCE(pc.n_paid, 0) * 1.0 / ec.n_eligible, 4) END,
-    %(job_run)s
-FROM keys k
-CROSS JOIN totals t
-LEFT JOIN agg a ON a.bk = k.bk
-LEFT JOIN {bucket} b ON b.id = k.bk
-LEFT JOIN medians md ON md.bk = k.bk
-LEFT JOIN elig_counts ec ON ec.bk = k.bk
-LEFT JOIN paid_counts pc ON pc.bk = k.bk
-"""  # noqa: S608
+def _median(histogram: list[tuple[int, int]]) -> int | None:
+    """The median of a sorted (value, count) histogram: the middle value, or the mean of the
+    two middle ones rounded half up."""
+    n = sum(count for _value, count in histogram)
+    if not n:
+        return None
+    wanted = sorted({(n + 1) // 2, (n + 2) // 2})
+    found, seen = [], 0
+    for value, count in histogram:
+        seen += count
+        while wanted and wanted[0] <= seen:
+            found.append(value)
+            wanted.pop(0)
+    return int(_q(Decimal(sum(found)) / len(found), Decimal(1)))
 
 
-def _no_negative_sql() -> str:
-    """True when no order up to the snapshot has a negative margin and no staff member a
-    negative hourly cost: then cumulative contribution is bounded by the lifetime margin."""
-    order, user = Order._meta.db_table, User._meta.db_table
-    return (
-        f"SELECT NOT EXISTS (SELECT 1 FROM {order} WHERE margin < 0 "  # noqa: S608
-        f"AND placed_at < %(end_ts)s) AND NOT EXISTS (SELECT 1 FROM {user} WHERE hourly_cost < 0) "
-        "AND %(rate)s >= 0"
-    )
+def _snapshot_rows(*, as_of: dt.date, aggregates, job_run: JobRun | None) -> list[RoiSnapshot]:
+    """One RoiSnapshot per active bucket, per bucket with members, and for Unsegmented, from
+    the aggregates of the metrics table (domain.md "Money")."""
+    buckets = {b.pk: b for b in Bucket.objects.all()}
+    keys = {pk for pk, b in buckets.items() if b.active} | set(aggregates.buckets) | {0}
+    total = sum((row["margin"] or 0) - (row["cost"] or 0) for row in aggregates.buckets.values())
+    rows = []
+    for key in sorted(keys):
+        row = aggregates.buckets.get(key)
+        snap = RoiSnapshot(
+            date=as_of,
+            bucket_id=key or None,
+            bucket_name=buckets[key].name if key in buckets else "",
+            job_run=job_run,
+        )
+        if row:
+            margin, cost = Decimal(row["margin"] or 0), Decimal(row["cost"] or 0)
+            contribution = margin - cost
+            snap.customers = row["customers"]
+            snap.revenue = Decimal(row["revenue"] or 0)
+            snap.margin, snap.cost_to_serve, snap.contribution = margin, cost, contribution
+            snap.roi = _q(contribution / cost, _RATIO) if cost > 0 else None
+            snap.contribution_per_customer = _q(contribution / row["customers"], _CENTS)
+            if row["effort_n"]:
+                snap.avg_effort = _q(Decimal(row["effort_sum"]) / row["effort_n"], _CENTS)
+            snap.avg_influence = _q(Decimal(row["influence_sum"] or 0) / row["customers"], _CENTS)
+            snap.churn_rate = _q(Decimal(row["churned"] or 0) / row["customers"], _RATIO)
+            cac = Decimal(row["cac"] or 0)
+            snap.ltv_cac = _q(Decimal(row["clife"] or 0) / cac, _RATIO) if cac > 0 else None
+            paid = aggregates.payback.get(key, [])
+            snap.payback_median_days = _median(paid)
+            if row["eligible"]:
+                n_paid = sum(count for _days, count in paid)
+                snap.payback_share = _q(Decimal(n_paid) / row["eligible"], _RATIO)
+        else:
+            snap.customers = 0
+            snap.revenue = snap.margin = snap.cost_to_serve = snap.contribution = Decimal(0)
+        contribution = snap.contribution or Decimal(0)
+        snap.share_of_total = _q(contribution / total, _RATIO) if total else None
+        rows.append(snap)
+    return rows
 
 
 # NPS per bucket comes from surveys, which sits above segments: segments may not import it.
@@ -352,41 +286,94 @@ def _snapshots_fill_nps(*, as_of: dt.date) -> None:
     )
 
 
-def snapshots_write(*, as_of: dt.date, job_run: JobRun | None = None) -> int:
+def snapshots_write(*, as_of: dt.date, job_run: JobRun | None = None, aggregates=None) -> int:
     """Replace the ROI snapshots of `as_of` from the current metrics and memberships.
 
-    Delete + insert inside one transaction: readers see the previous rows until commit, and a
-    second call for the same date gives the same rows (idempotent, never duplicated).
-    NPS is filled by the provider surveys registers (register_nps_provider), if any.
-    Returns the number of rows written.
+    The figures come from one aggregation of the metrics table (selectors.roi_aggregates, or
+    `aggregates` already computed by the caller). Delete + insert inside one transaction:
+    readers see the previous rows until commit, and a second call for the same date gives the
+    same rows (idempotent, never duplicated). NPS is filled by the provider surveys registers
+    (register_nps_provider), if any. Returns the number of rows written.
     """
-    params = metrics_params(as_of)
-    params.update(date=as_of, job_run=job_run.pk if job_run else None)
-    with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(_no_negative_sql(), params)
-        params["no_negative"] = 1 if cur.fetchone()[0] else 0
+    if aggregates is None:
+        aggregates = selectors.roi_aggregates(as_of=as_of)
+    rows = _snapshot_rows(as_of=as_of, aggregates=aggregates, job_run=job_run)
+    with transaction.atomic():
         RoiSnapshot.objects.filter(date=as_of).delete()
-        cur.execute(_snapshot_sql(), params)
-        written = cur.rowcount
+        RoiSnapshot.objects.bulk_create(rows)
         _snapshots_fill_nps(as_of=as_of)
-        return written
+    return len(rows)
+
+
+# --- membership scope --------------------------------------------------------------------------
+
+SCOPE_TABLE = "segments_tmp_scope"
+
+
+def _bucket_signature() -> list:
+    return [
+        list(row)
+        for row in Bucket.objects.order_by("id").values_list("id", "version", "active", "priority")
+    ]
+
+
+def _membership_scope(*, last: JobRun, as_of: dt.date, signature: list) -> str | None:
+    """The customers whose bucket may differ from the last run's, as a temporary table (its
+    name), or None when every customer must be evaluated again.
+
+    Everyone: when a bucket changed (rules, priority, active), when the year changed and a rule
+    reads age, or when a rule reads a field registered without a changed_since function.
+    Otherwise: the customers metrics_refresh recomputed or re-ranked (CHANGED_TABLE), those
+    whose days since the last order crossed a number a rule compares it with, and those whose
+    registered extra fields changed since the last run (e.g. a new NPS answer).
+    """
+    if last.counts.get("buckets") != signature:
+        return None
+    rules = [b.rules for b in selectors.active_buckets()]
+    used = set().union(*(rules_mod.fields_used(r) for r in rules)) if rules else set()
+    if "age" in used and as_of.year != last.as_of.year:
+        return None
+    extra = [f for f in used if selectors.is_extra_field(f)]
+    if any(selectors.extra_field_changes(f) is None for f in extra):
+        return None
+    metrics = CustomerMetrics._meta.db_table
+    parts = [f"SELECT customer_id FROM {CHANGED_TABLE}"]  # noqa: S608
+    params: list = []
+    days = set().union(*(rules_mod.numbers_compared(r, "days_since_last_order") for r in rules))
+    for x in sorted(days):
+        # days since = as_of - D grows from (last.as_of - D) to (as_of - D): a comparison with x
+        # can only flip for local order dates D in [last.as_of - x - 1, as_of - x + 1].
+        low = metrics_start_of_day(last.as_of - dt.timedelta(days=x + 1))
+        high = metrics_start_of_day(as_of - dt.timedelta(days=x - 2))
+        parts.append(
+            f"SELECT customer_id FROM {metrics} "  # noqa: S608
+            "WHERE last_order_at >= %s AND last_order_at < %s"
+        )
+        params += [low, high]
+    since = min(last.started_at, metrics_params(last.as_of)["end_ts"])
+    for name in extra:
+        sql, extra_params = selectors.extra_field_changes(name)(since).query.sql_with_params()
+        parts.append(f"SELECT * FROM ({sql}) AS changed_{len(parts)}")  # noqa: S608
+        params += list(extra_params)
+    with connection.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {SCOPE_TABLE}")
+        cur.execute(
+            f"CREATE TEMPORARY TABLE {SCOPE_TABLE} AS "  # noqa: S608
+            + " UNION ".join(parts),
+            params,
+        )
+    return SCOPE_TABLE
 
 
 # --- the job ---------------------------------------------------------------------------------
 
 
-def _memberships_refresh(*, as_of: dt.date) -> dict:
-    try:
-        from .services import memberships_refresh
-    except ImportError as exc:  # pragma: no cover - only while segments.services is missing
-        raise RuntimeError(
-            "segments.services.memberships_refresh is missing; bucket membership cannot be "
-            "refreshed."
-        ) from exc
-    # Every customer: rules read time-dependent and globally ranked fields (days since last
-    # order, status, value decile) that change for customers outside any incremental scope.
-    result = memberships_refresh(as_of=as_of, customer_ids=None)
-    return {"entered": result.get("entered"), "left": result.get("left")}
+def _memberships_refresh(*, as_of: dt.date, scope_table: str | None) -> dict:
+    from .services import memberships_refresh
+
+    result = memberships_refresh(as_of=as_of, scope_table=scope_table)
+    evaluated = sum(result.get("counts", {}).values())
+    return {"entered": result.get("entered"), "left": result.get("left"), "evaluated": evaluated}
 
 
 def roi_recalculate(
@@ -414,6 +401,7 @@ def roi_recalculate(
     if (
         full
         or last is None
+        or last.counts.get("metrics_version") != METRICS_VERSION
         or as_of < last.as_of
         or last_full is None
         or (as_of - last_full).days >= FULL_EVERY_DAYS
@@ -433,6 +421,8 @@ def roi_recalculate(
             return _busy_run(as_of, mode)
         try:
             counts = _watermarks()
+            counts["metrics_version"] = METRICS_VERSION
+            counts["buckets"] = _bucket_signature()
             with transaction.atomic():
                 if connection.vendor == "postgresql":
                     with connection.cursor() as cur:  # this batch only: sorts in memory, and
@@ -440,35 +430,52 @@ def roi_recalculate(
                         cur.execute("SET LOCAL jit = off")  # time the big CTEs never repay
                 if progress:
                     progress("metrics")
-                ids = None
+                ids, events_after = None, None
                 if mode == JobRun.Mode.INCREMENTAL:
                     ids = touched_customer_ids(last=last, as_of=as_of)
-                counts["customers_refreshed"] = metrics_refresh(as_of=as_of, customer_ids=ids)
+                    events_after = {
+                        "order": last.counts.get("max_order_id", 0),
+                        "interaction": last.counts.get("max_interaction_id", 0),
+                    }
+                counts["customers_refreshed"] = metrics_refresh(
+                    as_of=as_of, customer_ids=ids, events_after=events_after
+                )
                 if progress:
                     progress("memberships")
-                if connection.vendor == "postgresql":
+                scope = None
+                if mode == JobRun.Mode.INCREMENTAL:
+                    scope = _membership_scope(last=last, as_of=as_of, signature=counts["buckets"])
+                if connection.vendor == "postgresql" and scope is None:
                     # The membership refresh reads a freshly filled temporary table and
                     # membership tables that may still be empty (first run): without
                     # statistics PostgreSQL picks nested loops whose inner side grows during
                     # the statement (quadratic; minutes at 100k customers). Hash joins only.
                     with connection.cursor() as cur:
                         cur.execute("SET LOCAL enable_nestloop = off")
-                counts["memberships"] = _memberships_refresh(as_of=as_of)
-                if progress:
-                    progress("snapshots")
-                # Still hash/merge joins: the payback CTE joins most customers to all their
-                # orders and interactions, which PostgreSQL (misjudging the CTE's size) would
-                # otherwise do with millions of index probes.
-                counts["snapshots"] = snapshots_write(as_of=as_of, job_run=run)
+                counts["memberships"] = _memberships_refresh(as_of=as_of, scope_table=scope)
                 if connection.vendor == "postgresql":
                     with connection.cursor() as cur:
                         cur.execute("SET LOCAL enable_nestloop = on")
+                with connection.cursor() as cur:
+                    cur.execute(f"DROP TABLE IF EXISTS {SCOPE_TABLE}")
+                    cur.execute(f"DROP TABLE IF EXISTS {CHANGED_TABLE}")
+                if progress:
+                    progress("snapshots")
+                aggregates = selectors.roi_aggregates(as_of=as_of)
+                counts["snapshots"] = snapshots_write(
+                    as_of=as_of, job_run=run, aggregates=aggregates
+                )
                 if progress:
                     progress("reports")
-                # Heavy screen data computed once per run instead of on every page view.
+                # Screen data computed once per run instead of on every page view.
+                whale = (
+                    selectors.whale_from_bins(aggregates.whale)
+                    if aggregates.whale is not None
+                    else selectors.whale_curve()
+                )
                 reports = {
-                    "whale": selectors.whale_curve(),
-                    "cohorts": selectors.cohort_triangle(today=as_of),
+                    "whale": whale,
+                    "cohorts": selectors.cohort_triangle(today=as_of, sizes=aggregates.cohorts),
                 }
         except Exception as exc:
             logger.exception("ROI run %s for %s failed", run.pk, as_of)

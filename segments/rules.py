@@ -436,3 +436,27 @@ def item_words(item: dict) -> str:
     if "conditions" in item:
         return _describe_group(item, top=True)
     return str(condition_words(item))
+
+
+def conditions(rules: dict):
+    """Every condition of validated rules, depth first."""
+    for item in rules.get("conditions", []):
+        if "conditions" in item:
+            yield from conditions(item)
+        else:
+            yield item
+
+
+def fields_used(rules: dict) -> set[str]:
+    return {c["field"] for c in conditions(rules)}
+
+
+def numbers_compared(rules: dict, field_name: str) -> set[int]:
+    """The integer values `field_name` is compared with anywhere in validated rules."""
+    out: set[int] = set()
+    for c in conditions(rules):
+        if c["field"] != field_name or c.get("value") is None:
+            continue
+        values = c["value"] if isinstance(c["value"], list) else [c["value"]]
+        out.update(int(v) for v in values)
+    return out

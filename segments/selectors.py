@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import (
     BooleanField,
@@ -25,11 +26,12 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from crm.models import Customer, SocialProfile
+from crm.models import CohortContribution, Customer, CustomerMetrics, SocialProfile
 
 from . import rules as rules_mod
 from .models import Bucket, BucketMembership, BucketVersion, CurrentMembership
@@ -61,6 +63,25 @@ def _followers():
     return Coalesce(Subquery(totals, output_field=IntegerField()), Value(0))
 
 
+class DaysSince(Func):
+    """Whole local days from a timestamp to `as_of` (NULL for NULL): computed when read, so
+    that nothing stored moves from one day to the next."""
+
+    output_field = IntegerField()
+
+    def __init__(self, expression, as_of: date):
+        super().__init__(expression, Value(as_of))
+
+    def as_sql(self, compiler, connection, **extra):
+        ts, ts_params = compiler.compile(self.source_expressions[0])
+        day, day_params = compiler.compile(self.source_expressions[1])
+        if connection.vendor == "postgresql":
+            sql = f"(CAST({day} AS date) - CAST(({ts} AT TIME ZONE %s) AS date))"
+            return sql, (*day_params, *ts_params, settings.TIME_ZONE)
+        sql = f"CAST(julianday({day}) - julianday(date({ts})) AS INTEGER)"
+        return sql, (*day_params, *ts_params)
+
+
 def _rule_annotations(as_of: date) -> dict:
     return {
         "effort": F("service_effort"),
@@ -68,7 +89,7 @@ def _rule_annotations(as_of: date) -> dict:
         "aov": F("metrics__aov"),
         "order_count": F("metrics__order_count"),
         "orders_window": F("metrics__orders_window"),
-        "days_since_last_order": F("metrics__days_since_last_order"),
+        "days_since_last_order": DaysSince(F("metrics__last_order_at"), as_of),
         "preferred_channel": F("metrics__preferred_channel"),
         "favourite_category": F("metrics__favourite_category"),
         "value_decile": F("metrics__value_decile"),
@@ -91,22 +112,38 @@ def _rule_annotations(as_of: date) -> dict:
     }
 
 
-# Fields added by apps above segments (e.g. surveys' latest_nps_category), see below.
+# Fields added by apps above segments (e.g. surveys' latest_nps_category), see below, and for
+# each the function naming the customers whose value may have changed since a moment.
 _EXTRA_ANNOTATIONS: dict = {}
+_EXTRA_CHANGED: dict = {}
 
 assert set(rules_mod.FIELDS) == _MODEL_FIELDS | set(_rule_annotations(date(2000, 1, 1)))
 
 
-def rule_field_register(*, spec: rules_mod.FieldSpec, annotation) -> None:
+def rule_field_register(*, spec: rules_mod.FieldSpec, annotation, changed_since=None) -> None:
     """Let an app above segments add a rule field without segments importing it: call from
     its AppConfig.ready(). `annotation(as_of)` returns the Customer expression, e.g. a
-    Subquery of the latest NPS category. Registering the same name again replaces it."""
+    Subquery of the latest NPS category. `changed_since(moment)`, if given, returns a values
+    queryset of customer ids whose value may have changed since `moment`, so that the nightly
+    job re-evaluates only those; without it a bucket using the field is re-evaluated for every
+    customer. Registering the same name again replaces it."""
     if spec.kind not in rules_mod.OPERATORS_BY_KIND:
         raise ValueError(f"unknown field kind {spec.kind!r}")
     if spec.name in _MODEL_FIELDS or hasattr(Customer, spec.name):
         raise ValueError(f"{spec.name!r} clashes with a customer field")
     rules_mod.FIELDS[spec.name] = spec
     _EXTRA_ANNOTATIONS[spec.name] = annotation
+    _EXTRA_CHANGED[spec.name] = changed_since
+
+
+def extra_field_changes(name: str):
+    """The changed_since function registered with extra rule field `name`, else None (also
+    None for built-in fields)."""
+    return _EXTRA_CHANGED.get(name)
+
+
+def is_extra_field(name: str) -> bool:
+    return name in _EXTRA_ANNOTATIONS
 
 
 def customers_for_rules(*, as_of: date | None = None) -> QuerySet[Customer]:
@@ -176,7 +213,11 @@ class Assignment:
 
 
 def bucket_assignment(
-    *, as_of: date, customer_ids=None, buckets: list[Bucket] | None = None
+    *,
+    as_of: date,
+    customer_ids=None,
+    buckets: list[Bucket] | None = None,
+    scope_table: str | None = None,
 ) -> Assignment:
     """One query giving each customer's bucket by priority.
 
@@ -206,6 +247,8 @@ def bucket_assignment(
     qs = customers_for_rules(as_of=as_of)
     if customer_ids is not None:
         qs = qs.filter(pk__in=list(customer_ids))
+    if scope_table is not None:  # a temporary table of customer ids (the nightly job's scope)
+        qs = qs.filter(pk__in=RawSQL(f"SELECT customer_id FROM {scope_table}", []))  # noqa: S608, S611
     branch = (
         Case(*whens, default=Value(1), output_field=IntegerField())
         if whens
@@ -345,12 +388,11 @@ def bucket_history(*, bucket: Bucket) -> list[VersionChange]:
 
 from collections import defaultdict  # noqa: E402
 
-from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import DecimalField  # noqa: E402
 from django.utils.translation import gettext_lazy  # noqa: E402
 
-from crm.models import CustomerMetrics, FollowUp, Interaction, Order, User  # noqa: E402
+from crm.models import FollowUp  # noqa: E402
 
 from .models import JobRun, RoiSnapshot  # noqa: E402
 
@@ -422,9 +464,117 @@ def roi_trend(*, limit: int = ROI_TREND_SNAPSHOTS) -> dict:
     return {"labels": [d.isoformat() for d in dates], "datasets": list(series.values())}
 
 
+@dataclass
+class RoiAggregates:
+    """What one scan of crm.CustomerMetrics gives the nightly job: per bucket key (0 =
+    Unsegmented) the sums behind a RoiSnapshot, per bucket the payback histogram, the whale
+    curve's bins and the cohort sizes."""
+
+    buckets: dict
+    payback: dict  # bucket key -> [(days, customers)] ascending
+    whale: list[tuple]  # (bin, customers, contribution sum) or None on SQLite
+    cohorts: dict  # month index -> (customers, acquisition cost sum, customers with a cost)
+
+
+_AGG_COLUMNS = (
+    "COUNT(*), SUM(revenue_window), SUM(margin_window), SUM(cost_to_serve_window), "
+    "SUM(service_effort), COUNT(service_effort), SUM(influence), "
+    "SUM(CASE WHEN status = 'churned' THEN 1 ELSE 0 END), SUM(contribution_lifetime), "
+    "SUM(acquisition_cost), COUNT(acquisition_cost), "
+    "SUM(CASE WHEN acquisition_cost > 0 AND acquisition_date IS NOT NULL "
+    "AND acquisition_date <= %(as_of)s THEN 1 ELSE 0 END), SUM(contribution_window)"
+)
+_AGG_NAMES = (
+    "customers",
+    "revenue",
+    "margin",
+    "cost",
+    "effort_sum",
+    "effort_n",
+    "influence_sum",
+    "churned",
+    "clife",
+    "cac",
+    "cac_n",
+    "eligible",
+    "cwindow",
+)
+# Whale-curve bins: 40 per power of ten of |contribution|, ordered like the values, so that a
+# cumulative sum over bins gives exact points of the curve without sorting a million rows.
+_WHALE_BIN = (
+    "CASE WHEN contribution_window >= 0 "
+    "THEN floor(log(1 + contribution_window::float8) * 40) "
+    "ELSE -floor(log(1 - contribution_window::float8) * 40) - 1 END"
+)
+
+
+def roi_aggregates(*, as_of: date) -> RoiAggregates:
+    """One pass over the metrics table (PostgreSQL: GROUPING SETS; SQLite: one query per
+    grouping), grouped by bucket, by bucket and payback days, by whale bin and by cohort."""
+    table = CustomerMetrics._meta.db_table
+    month = (
+        "(date_part('year', acquisition_month) * 12 + date_part('month', acquisition_month) - 1)"
+        if connection.vendor == "postgresql"
+        else "(CAST(strftime('%%Y', acquisition_month) AS INTEGER) * 12 "
+        "+ CAST(strftime('%%m', acquisition_month) AS INTEGER) - 1)"
+    )
+    base = (
+        f"SELECT COALESCE(bucket_id, 0) AS bk, payback_days, {month} AS cohort, "  # noqa: S608
+        "revenue_window, margin_window, cost_to_serve_window, service_effort, influence, status, "
+        "contribution_lifetime, contribution_window, acquisition_cost, acquisition_date"
+    )
+    if connection.vendor == "postgresql":
+        sql = (
+            f"SELECT GROUPING(bk, payback_days, wbin, cohort), bk, payback_days, wbin, cohort, "  # noqa: S608
+            f"{_AGG_COLUMNS} FROM ({base}, {_WHALE_BIN} AS wbin FROM {table}) m "
+            "GROUP BY GROUPING SETS ((bk), (bk, payback_days), (wbin), (cohort))"
+        )
+    else:
+        parts = [
+            f"SELECT 7, bk, NULL, NULL, NULL, {_AGG_COLUMNS} FROM m GROUP BY bk",  # noqa: S608
+            f"SELECT 3, bk, payback_days, NULL, NULL, {_AGG_COLUMNS} FROM m "  # noqa: S608
+            "GROUP BY bk, payback_days",
+            f"SELECT 14, NULL, NULL, NULL, cohort, {_AGG_COLUMNS} FROM m GROUP BY cohort",  # noqa: S608
+        ]
+        sql = f"WITH m AS ({base} FROM {table}) " + " UNION ALL ".join(parts)  # noqa: S608
+    out = RoiAggregates(buckets={}, payback={}, whale=[], cohorts={})
+    with connection.cursor() as cur:
+        cur.execute(sql, {"as_of": as_of})
+        for kind, bk, days, wbin, cohort, *values in cur.fetchall():
+            row = dict(zip(_AGG_NAMES, values, strict=True))
+            if kind == 7:
+                out.buckets[bk] = row
+            elif kind == 3:
+                if days is not None:
+                    out.payback.setdefault(bk, []).append((days, row["customers"]))
+            elif kind == 11:
+                out.whale.append((wbin, row["customers"], row["cwindow"]))
+            elif kind == 14 and cohort is not None:
+                out.cohorts[int(cohort)] = (row["customers"], row["cac"], row["cac_n"])
+    for rows in out.payback.values():
+        rows.sort()
+    if connection.vendor != "postgresql":
+        out.whale = None
+    return out
+
+
+def whale_from_bins(bins: list[tuple]) -> list[dict]:
+    """The whale curve from roi_aggregates' bins: [{"share": % of customers, "cumulative":
+    money}], most valuable customers first, one exact point per non-empty bin."""
+    total = sum(n for _bin, n, _sum in bins)
+    curve = [{"share": 0.0, "cumulative": 0.0}]
+    seen, running = 0, Decimal(0)
+    for _bin, n, amount in sorted(bins, key=lambda b: b[0], reverse=True):
+        seen += n
+        running += amount or 0
+        curve.append({"share": round(100 * seen / total, 2), "cumulative": float(running)})
+    return curve
+
+
 def whale_curve(*, points: int = WHALE_POINTS) -> list[dict]:
     """Cumulative window contribution by customer rank (most valuable first), sampled in SQL to
-    about `points` points: [{"share": % of customers, "cumulative": money}]."""
+    about `points` points: [{"share": % of customers, "cumulative": money}]. Sorts every
+    metrics row: the nightly job uses whale_from_bins on PostgreSQL instead."""
     table = CustomerMetrics._meta.db_table
     sql = f"""
 SELECT rn, n, cum FROM (
@@ -455,114 +605,49 @@ def negative_contribution_customers() -> QuerySet[Customer]:
     )
 
 
-def _month_index(expr: str, *, timestamp: bool) -> str:
-    """SQL: year * 12 + month of a timestamp (local time) or date expression."""
-    if connection.vendor == "postgresql":
-        local = f"({expr} AT TIME ZONE %(tz)s)" if timestamp else expr
-        # date_part (double precision), not EXTRACT (numeric since PostgreSQL 14): the cohort
-        # triangle evaluates this for every order and interaction, numeric is ~3x slower.
-        return f"(date_part('year', {local}) * 12 + date_part('month', {local}) - 1)::int"
-    return (
-        f"(CAST(strftime('%%Y', {expr}) AS INTEGER) * 12 "
-        f"+ CAST(strftime('%%m', {expr}) AS INTEGER) - 1)"
-    )
-
-
-def _month_start(index: int) -> datetime:
-    """Local midnight opening month `index` (year * 12 + month - 1), time-zone aware."""
-    tz = timezone.get_default_timezone()
-    return datetime(index // 12, index % 12 + 1, 1, tzinfo=tz)
-
-
-def cohort_triangle(*, months: int = COHORT_MONTHS, today: date | None = None) -> dict:
+def cohort_triangle(
+    *, months: int = COHORT_MONTHS, today: date | None = None, sizes: dict | None = None
+) -> dict:
     """Acquisition-month cohorts (acquisition date, else first order) of the last `months`
     months: customers, average CAC, cumulative contribution per customer by months since
     acquisition (margin - cost to serve), and the first month it reaches the average CAC.
 
-    Aggregated in SQL to one row per (cohort, month offset); Python only reshapes those
-    few hundred cells. JSON-ready (the nightly job stores it in JobRun.reports): {"offsets":
-    [0..], "rows": [{"cohort": "YYYY-MM", "customers", "cac": "0.00" or None, "cells":
-    ["0.00" or None], "recovered": month offset or None}]}.
+    Reads the cohort table the metrics refresh maintains (crm.CohortContribution) and the
+    cohort sizes (`sizes` from roi_aggregates, else one GROUP BY over the metrics table);
+    Python only reshapes those few hundred cells. JSON-ready (the nightly job stores it in
+    JobRun.reports): {"offsets": [0..], "rows": [{"cohort": "YYYY-MM", "customers", "cac":
+    "0.00" or None, "cells": ["0.00" or None], "recovered": month offset or None}]}.
     """
     today = today or timezone.localdate()
     now_idx = today.year * 12 + today.month - 1
     first_idx = now_idx - months + 1
-    customer, metrics = Customer._meta.db_table, CustomerMetrics._meta.db_table
-    order, interaction, user = Order._meta.db_table, Interaction._meta.db_table, User._meta.db_table
-    cohort_expr = (
-        f"COALESCE({_month_index('c.acquisition_date', timestamp=False)}, "
-        f"{_month_index('m.first_order_at', timestamp=True)})"
-    )
-    if connection.vendor == "postgresql":
-        # Only events inside the shown months can land in a cell (0 <= k, cohort + k <= now):
-        # bound the scans by time so that older orders and interactions are never joined.
-        def bounded(ts: str) -> str:
-            return f"{ts} >= %(since_ts)s AND {ts} < %(until_ts)s"
-    else:  # SQLite reads month indexes from stored (UTC) text; keep the exact filter below
-
-        def bounded(ts: str) -> str:
-            return "1 = 1"
-
-    sql = f"""
-WITH cust AS (
-    SELECT c.id, {cohort_expr} AS cohort, c.acquisition_cost
-    FROM {customer} c LEFT JOIN {metrics} m ON m.customer_id = c.id
-), members AS (
-    SELECT id, cohort, acquisition_cost FROM cust
-    WHERE cohort >= %(first)s AND cohort <= %(now)s
-), sizes AS (
-    SELECT cohort, COUNT(*) AS customers, AVG(acquisition_cost) AS cac
-    FROM members GROUP BY cohort
-), events AS (
-    SELECT mb.cohort, {_month_index("o.placed_at", timestamp=True)} - mb.cohort AS k,
-        o.margin AS amount
-    FROM members mb JOIN {order} o ON o.customer_id = mb.id
-    WHERE {bounded("o.placed_at")}
-    UNION ALL
-    SELECT mb.cohort, {_month_index("i.occurred_at", timestamp=True)} - mb.cohort AS k,
-        -(i.minutes * COALESCE(u.hourly_cost, %(rate)s) / 60.0) AS amount
-    FROM members mb JOIN {interaction} i ON i.customer_id = mb.id
-    JOIN {user} u ON u.id = i.staff_id
-    WHERE {bounded("i.occurred_at")}
-), cells AS (
-    SELECT cohort, k, SUM(amount) AS amount FROM events
-    WHERE k >= 0 AND cohort + k <= %(now)s GROUP BY cohort, k
-)
-SELECT s.cohort, s.customers, s.cac, c.k, c.amount
-FROM sizes s LEFT JOIN cells c ON c.cohort = s.cohort
-ORDER BY s.cohort, c.k
-"""  # noqa: S608
-    params = {
-        "first": first_idx,
-        "now": now_idx,
-        "since_ts": _month_start(first_idx),
-        "until_ts": _month_start(now_idx + 1),
-        "tz": settings.TIME_ZONE,
-        "rate": settings.CRM_STAFF_COST_PER_HOUR,
-    }
-    with connection.cursor() as cur:
-        cur.execute(sql, params)
-        fetched = cur.fetchall()
-    meta: dict = {}
+    if sizes is None:
+        sizes = roi_aggregates(as_of=today).cohorts
+    first_month = date(first_idx // 12, first_idx % 12 + 1, 1)
+    now_month = date(now_idx // 12, now_idx % 12 + 1, 1)
     amounts: dict = defaultdict(dict)
-    for cohort, size, cac, k, amount in fetched:
-        cac = Decimal(cac).quantize(Decimal("0.01")) if cac is not None else None
-        meta[cohort] = (size, cac)
-        if k is not None:
-            amounts[cohort][int(k)] = Decimal(amount)
+    cells = CohortContribution.objects.filter(
+        cohort__gte=first_month, cohort__lte=now_month, month__lte=now_month
+    ).values_list("cohort", "month", "units")
+    for cohort, month, units in cells:
+        idx = cohort.year * 12 + cohort.month - 1
+        k = month.year * 12 + month.month - 1 - idx
+        if k >= 0:
+            amounts[idx][k] = Decimal(units) / CohortContribution.UNITS_PER_CURRENCY
     offsets = list(range(months))
     rows = []
-    for cohort in sorted(meta, reverse=True):
-        size, cac = meta[cohort]
+    for cohort in sorted((c for c in sizes if first_idx <= c <= now_idx), reverse=True):
+        size, cac_sum, cac_n = sizes[cohort]
+        cac = (Decimal(cac_sum) / cac_n).quantize(Decimal("0.01")) if cac_n else None
         age = now_idx - cohort  # months elapsed: later cells are in the future
-        running, cells, recovered = Decimal(0), [], None
+        running, row_cells, recovered = Decimal(0), [], None
         for k in offsets:
             if k > age:
-                cells.append(None)
+                row_cells.append(None)
                 continue
             running += amounts[cohort].get(k, Decimal(0))
             per_customer = (running / size).quantize(Decimal("0.01"))
-            cells.append(str(per_customer))
+            row_cells.append(str(per_customer))
             if recovered is None and cac is not None and cac > 0 and per_customer >= cac:
                 recovered = k
         rows.append(
@@ -570,7 +655,7 @@ ORDER BY s.cohort, c.k
                 "cohort": f"{cohort // 12:04d}-{cohort % 12 + 1:02d}",
                 "customers": size,
                 "cac": None if cac is None else str(cac),
-                "cells": cells,
+                "cells": row_cells,
                 "recovered": recovered,
             }
         )

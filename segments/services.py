@@ -132,21 +132,25 @@ def bucket_update(*, bucket: Bucket, user=None, **changes: Any) -> Bucket:
     return bucket
 
 
-def memberships_refresh(*, as_of: date, customer_ids=None) -> dict:
+def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | None = None) -> dict:
     """Re-evaluate every active bucket by priority, in SQL, and record the outcome.
 
     One CASE expression (segments.selectors.bucket_assignment) assigns each customer to the
     first matching bucket or to Unsegmented, into a narrow temporary table; then, in one
     transaction holding an advisory lock (two refreshes never interleave): open history rows
     are closed (left_on = as_of) for customers whose bucket changed, new rows are opened
-    (entered_on = as_of), and CurrentMembership is updated and filled in. Idempotent: a
+    (entered_on = as_of), CurrentMembership is updated and filled in, and the bucket is
+    copied into crm.CustomerMetrics (for the ROI aggregation). `customer_ids` or
+    `scope_table` (a temporary table of customer_id) limit the customers evaluated. Idempotent: a
     second run with the same data changes nothing. Buckets whose stored rules no longer
     validate are skipped and reported.
 
     Returns {"counts": {bucket_id or None: customers}, "entered": n, "left": n,
     "skipped": [bucket ids]} (counts cover the customers evaluated).
     """
-    assignment = selectors.bucket_assignment(as_of=as_of, customer_ids=customer_ids)
+    assignment = selectors.bucket_assignment(
+        as_of=as_of, customer_ids=customer_ids, scope_table=scope_table
+    )
     for bucket in assignment.skipped:
         logger.warning("bucket %s skipped: its rules no longer validate", bucket.pk)
     sql, params = assignment.queryset.query.sql_with_params()
@@ -223,6 +227,13 @@ def memberships_refresh(*, as_of: date, customer_ids=None) -> dict:
                 WHERE NOT EXISTS (SELECT 1 FROM segments_currentmembership c
                                   WHERE c.customer_id = t.customer_id)""",
             [as_of],
+        )
+        distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
+        cur.execute(
+            f"""UPDATE crm_customermetrics SET bucket_id = t.bucket_id
+                FROM segments_tmp_assignment t
+                WHERE crm_customermetrics.customer_id = t.customer_id
+                  AND crm_customermetrics.bucket_id {distinct} t.bucket_id"""  # noqa: S608
         )
         cur.execute("SELECT bucket_id, count(*) FROM segments_tmp_assignment GROUP BY bucket_id")
         counts = dict(cur.fetchall())

@@ -47,10 +47,22 @@ def latest_nps_category(as_of: dt.date) -> Subquery:
     return Subquery(latest, output_field=CharField())
 
 
+def customers_answered_since(moment: dt.datetime):
+    """Customers who finished a response since `moment`: only their latest NPS category can
+    have changed (the nightly job re-evaluates their buckets)."""
+    from .models import Response
+
+    return (
+        Response.objects.filter(finished_at__gte=moment).order_by().values("customer_id").distinct()
+    )
+
+
 def register() -> None:
     """Add the field to segments' rule registry (idempotent: registering again replaces)."""
     from segments.rules import CHOICE, FieldSpec
     from segments.selectors import rule_field_register
 
     spec = FieldSpec(name=NAME, label=_("Latest NPS category"), kind=CHOICE, choices=CHOICES)
-    rule_field_register(spec=spec, annotation=latest_nps_category)
+    rule_field_register(
+        spec=spec, annotation=latest_nps_category, changed_since=customers_answered_since
+    )

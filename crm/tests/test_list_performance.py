@@ -38,7 +38,7 @@ def _metrics(customer, i, **kw):
         "status": customer.status,
         "last_order_at": timezone.now() - dt.timedelta(days=200),
     }
-    return CustomerMetrics(customer=customer, as_of=TODAY, **{**fields, **kw})
+    return CustomerMetrics(customer=customer, **{**fields, **kw})
 
 
 def _customers(n, *, owner=None, bucket=None, **kw):
@@ -371,7 +371,10 @@ def test_high_value_reads_nightly_metrics_when_present(client_manager):
             for i, c in enumerate(customers)
         ]
     )
-    assert selectors.high_value_source() == (selectors.HIGH_VALUE_NIGHTLY, TODAY)
+    assert selectors.high_value_source() == (
+        selectors.HIGH_VALUE_NIGHTLY,
+        timezone.localdate(),  # the day the metrics rows were last written
+    )
     top = list(selectors.high_value_accounts())
     assert [c.pk for c in top] == [customers[0].pk, customers[10].pk]  # value_decile 1
     assert top[0].contribution_total == Decimal(1000)

@@ -24,7 +24,7 @@ def customer_in(bucket, *, decile=None, influence=0, name="Kim"):
     CurrentMembership.objects.create(customer=customer, bucket=bucket, since=SNAPSHOT)
     if decile is not None:
         CustomerMetrics.objects.create(
-            customer=customer, as_of=SNAPSHOT, value_decile=decile, status=customer.status
+            customer=customer, value_decile=decile, status=customer.status
         )
     return customer
 

@@ -196,7 +196,6 @@ def test_preview_counts_alone_and_after_exclusivity(client_manager, bucket):
     CustomerFactory(service_effort=2, city="Seoul", first_name="Bob")
     CustomerMetrics.objects.create(
         customer=a,
-        as_of=dt.date(2026, 1, 1),
         margin_window=Decimal("300"),
         cost_to_serve_window=Decimal("100"),
         contribution_window=Decimal("200"),
@@ -264,7 +263,7 @@ def test_detail_shows_members_history_and_is_constant_in_queries(
 ):
     customers = CustomerFactory.create_batch(30, service_effort=9)
     for c in customers:
-        CustomerMetrics.objects.create(customer=c, as_of=dt.date(2026, 1, 1), value_decile=2)
+        CustomerMetrics.objects.create(customer=c, value_decile=2)
     memberships_refresh(as_of=dt.date(2026, 1, 1))
     bucket_update(bucket=bucket, user=manager, rules={**RULES, "op": "or"})
     with django_assert_max_num_queries(14):

@@ -135,7 +135,6 @@ def people(db):
     tz = dt.UTC
     CustomerMetrics.objects.create(
         customer=a,
-        as_of=AS_OF,
         aov=Decimal("300.00"),
         order_count=10,
         buyer_type="regular",
@@ -147,7 +146,6 @@ def people(db):
     )
     CustomerMetrics.objects.create(
         customer=b,
-        as_of=AS_OF,
         aov=Decimal("40.50"),
         order_count=1,
         buyer_type="first_time",
@@ -159,7 +157,6 @@ def people(db):
     )
     CustomerMetrics.objects.create(
         customer=d,
-        as_of=AS_OF,
         aov=None,
         order_count=0,
         buyer_type="none",

@@ -57,7 +57,6 @@ def population(db):
     CustomerFactory(service_effort=None, city="")
     CustomerMetrics.objects.create(
         customer=a,
-        as_of=dt.date(2026, 1, 1),
         order_count=3,
         first_order_at=dt.datetime(2024, 3, 2, tzinfo=dt.UTC),
     )

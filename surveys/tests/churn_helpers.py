@@ -17,7 +17,6 @@ def churned(**kwargs):
 def metrics(customer, contribution) -> CustomerMetrics:
     return CustomerMetrics.objects.create(
         customer=customer,
-        as_of=timezone.localdate(),
         contribution_lifetime=Decimal(str(contribution)),
         last_order_at=timezone.now() - dt.timedelta(days=200),
         value_decile=5,
