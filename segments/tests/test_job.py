@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from crm.metrics import metrics_refresh
-from crm.models import CustomerMetrics
+from crm.models import CohortContribution, CustomerMetrics
 from crm.tests.factories import (
     CustomerFactory,
     InteractionFactory,
@@ -21,7 +21,7 @@ from crm.tests.factories import (
     SupportUserFactory,
 )
 from segments.jobs import roi_recalculate
-from segments.models import Bucket, JobRun, RoiSnapshot
+from segments.models import Bucket, CurrentMembership, JobRun, RoiSnapshot
 
 AS_OF = dt.date(2026, 6, 30)
 BIG_RULES = {"op": "and", "conditions": [{"field": "order_count", "operator": ">=", "value": 2}]}
@@ -209,7 +209,11 @@ def _state(as_of):
             ]
         )
     )
-    return metrics, snaps
+    members = list(
+        CurrentMembership.objects.order_by("customer_id").values_list("customer_id", "bucket_id")
+    )
+    cells = {(c.cohort, c.month): c.units for c in CohortContribution.objects.all() if c.units}
+    return metrics, snaps, members, cells
 
 
 @pytest.mark.django_db
@@ -224,6 +228,16 @@ def test_incremental_equals_full(seed, monkeypatch):
         rules={
             "op": "and",
             "conditions": [{"field": "status", "operator": "!=", "value": "active"}],
+        },
+    )
+    Bucket.objects.create(
+        name="Lapsing",
+        priority=3,
+        rules={
+            "op": "and",
+            "conditions": [
+                {"field": "days_since_last_order", "operator": "between", "value": [20, 60]}
+            ],
         },
     )
     staff = [SupportUserFactory(), SupportUserFactory(hourly_cost=Decimal("75"))]
@@ -261,6 +275,48 @@ def test_incremental_equals_full(seed, monkeypatch):
     full = roi_recalculate(as_of=d2, full=True)
     assert full.mode == "full"
     assert _state(d2) == after_incremental
+    assert full.reports == incremental.reports  # whale curve and cohorts
+
+
+@pytest.mark.django_db
+def test_incremental_moves_an_untouched_customer_whose_days_since_cross_a_rule():
+    lapsing = Bucket.objects.create(
+        name="Lapsing",
+        priority=1,
+        rules={
+            "op": "and",
+            "conditions": [{"field": "days_since_last_order", "operator": ">", "value": 30}],
+        },
+    )
+    quiet = CustomerFactory()
+    order(quiet, "2026-05-31", "10")  # 30 days before AS_OF, 31 a day later
+    other = CustomerFactory()
+    order(other, "2026-06-20", "10")
+    roi_recalculate(as_of=AS_OF)
+    assert CurrentMembership.objects.get(customer=quiet).bucket_id is None
+    run = roi_recalculate(as_of=AS_OF + dt.timedelta(days=1))
+    assert run.mode == "incremental"
+    assert run.counts["memberships"]["evaluated"] == 1  # only the customer that crossed
+    assert CurrentMembership.objects.get(customer=quiet).bucket_id == lapsing.pk
+    snap = RoiSnapshot.objects.get(date=AS_OF + dt.timedelta(days=1), bucket=lapsing)
+    assert snap.customers == 1
+
+
+@pytest.mark.django_db
+def test_incremental_reevaluates_everyone_after_a_bucket_changes():
+    bucket = big_bucket()
+    customers = CustomerFactory.create_batch(3)
+    for c in customers:
+        order(c, "2026-06-01", "10")
+    roi_recalculate(as_of=AS_OF)
+    assert CurrentMembership.objects.filter(bucket=bucket).count() == 0
+    from segments.services import bucket_update
+
+    rules = {"op": "and", "conditions": [{"field": "order_count", "operator": ">=", "value": 1}]}
+    bucket_update(bucket=bucket, rules=rules)
+    run = roi_recalculate(as_of=AS_OF + dt.timedelta(days=1))
+    assert run.mode == "incremental" and run.counts["memberships"]["evaluated"] == 3
+    assert CurrentMembership.objects.filter(bucket=bucket).count() == 3
 
 
 @pytest.mark.django_db
