@@ -508,6 +508,10 @@ _WHALE_BIN = (
 )
 
 
+def _cents(value: float) -> Decimal:
+    return Decimal(repr(value)).quantize(Decimal("0.01"))
+
+
 def roi_aggregates(*, as_of: date) -> RoiAggregates:
     """One pass over the metrics table (PostgreSQL: GROUPING SETS; SQLite: one query per
     grouping), grouped by bucket, by bucket and payback days, by whale bin and by cohort."""
@@ -541,6 +545,8 @@ def roi_aggregates(*, as_of: date) -> RoiAggregates:
     with connection.cursor() as cur:
         cur.execute(sql, {"as_of": as_of})
         for kind, bk, days, wbin, cohort, *values in cur.fetchall():
+            # SQLite sums money as floats: back to cents
+            values = [_cents(v) if isinstance(v, float) else v for v in values]
             row = dict(zip(_AGG_NAMES, values, strict=True))
             if kind == 7:
                 out.buckets[bk] = row
