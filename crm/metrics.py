@@ -4,8 +4,9 @@ One call aggregates orders and interactions per customer (all customers, or a gi
 with a few CTEs into a temporary staging table, adds each customer's payback day (one window
 sum over their events), writes only the metrics rows whose values differ, keeps the cohort
 table (crm.CohortContribution) in step, then moves status and the global ranks (value decile,
-suggested effort) in place where they change. No Python loop over customers. The same SQL runs on PostgreSQL (fast path: ``mode()`` ordered-set
-aggregates, ``= ANY(array)``) and on SQLite (portable variants of those two pieces).
+suggested effort) in place where they change. No Python loop over customers. The same SQL
+runs on PostgreSQL (fast path: ``mode()`` ordered-set aggregates, ``= ANY(array)``) and on
+SQLite (portable variants of those two pieces).
 
 Definitions (domain.md): the window is the trailing ``CRM_METRICS_WINDOW_DAYS`` days up to and
 including ``as_of`` (local dates in ``TIME_ZONE``); lifetime is everything up to ``as_of``.
