@@ -31,8 +31,9 @@ STAGE_TABLE = "crm_metrics_stage"
 # Customers whose metrics row was recomputed or changed in the last refresh of this database
 # session (scope, changed values, new ranks or status): the membership step reads it.
 CHANGED_TABLE = "crm_metrics_changed"
+SCOPE_TABLE = "crm_metrics_scope"  # the customers of a scoped refresh
 # Bumped when the table's meaning changes: the nightly job then runs a full refresh.
-METRICS_VERSION = 2
+METRICS_VERSION = 3
 UNITS = CohortContribution.UNITS_PER_CURRENCY  # exact integer money: 1/6000 of the currency
 
 # Columns computed per customer in the staging table, in insert order.
@@ -65,6 +66,7 @@ _STAGE_COLUMNS = [
     "influence",
     "acquisition_date",
     "acquisition_cost",
+    "recheck_on",
 ]
 
 
@@ -89,6 +91,8 @@ def metrics_params(as_of: dt.date) -> dict:
         "rate": settings.CRM_STAFF_COST_PER_HOUR,
         "tz": settings.TIME_ZONE,
         "regular_min": REGULAR_MIN_ORDERS,
+        "window_days": window_days,
+        "year_days": BUYER_WINDOW_DAYS,
     }
 
 
@@ -138,6 +142,39 @@ def interaction_units(alias: str = "i", staff: str = "u") -> str:
     )
 
 
+def _least(expressions: list[str]) -> str:
+    """SQL: the least non-NULL value (NULL if all are NULL), on both databases."""
+    if _pg():
+        return f"LEAST({', '.join(expressions)})"
+    far = "'9999-12-31'"
+    return f"NULLIF(MIN({', '.join(f'COALESCE({e}, {far})' for e in expressions)}), {far})"
+
+
+def _add_days(date_expr: str, days: str) -> str:
+    if _pg():
+        return f"({date_expr} + {days})"
+    return f"date({date_expr}, ({days}) || ' days')"
+
+
+def _recheck_on_sql() -> str:
+    """SQL (stage columns o, i, f, s): the first date on which a customer's row goes stale with
+    time alone, so that an incremental run needs only `recheck_on <= as_of` to find the
+    customers whose windows moved. An event of local date d leaves the window on d + window
+    days and the buyer-type year on d + 365; a future-dated one arrives on its date; payback
+    counts a customer from the acquisition date. SQLite compares UTC dates: a day early there.
+    """
+    recheck = _least(
+        [
+            _add_days(local_date("o.window_first_at"), "%(window_days)s"),
+            _add_days(local_date("i.window_first_at"), "%(window_days)s"),
+            _add_days(local_date("o.year_first_at"), "%(year_days)s"),
+            local_date("f.first_at"),
+            "CASE WHEN s.acquisition_date > %(as_of)s THEN s.acquisition_date END",
+        ]
+    )
+    return recheck if _pg() else _add_days(recheck, "-1")
+
+
 def _stage_sql(*, scoped: bool) -> str:
     """SELECT producing one staging row per customer in scope."""
     pg = _pg()
@@ -145,12 +182,12 @@ def _stage_sql(*, scoped: bool) -> str:
     order = Order._meta.db_table
     interaction = Interaction._meta.db_table
     user = User._meta.db_table
-    if not scoped:
-        scope_filter = "TRUE" if pg else "1 = 1"
-    elif pg:
-        scope_filter = "c.id = ANY(%(ids)s)"
-    else:
-        scope_filter = "c.id IN (SELECT value FROM json_each(%(ids)s))"
+    scope_from = f"{customer} c"
+    if scoped:
+        scope_from += f" JOIN {SCOPE_TABLE} x ON x.customer_id = c.id"
+    # PostgreSQL, scoped: one index lookup per customer (LATERAL) instead of a join whose plan
+    # rests on the estimated orders per customer and can pick a scan of every order.
+    lateral = pg and scoped
 
     in_window = "o.placed_at >= %(window_start)s"
     if pg:
@@ -195,14 +232,7 @@ def _stage_sql(*, scoped: bool) -> str:
     cost = "i.minutes * COALESCE(u.hourly_cost, %(rate)s)"
     last_day = local_date("o.last_order_at")
     first_day = local_date("o.first_order_at")
-    return f"""
-WITH scope AS (
-    SELECT c.id AS customer_id, c.cancelled_at, c.acquisition_date, c.acquisition_cost,
-        c.created_at, c.service_effort, c.influence
-    FROM {customer} c WHERE {scope_filter}
-), o AS (
-    SELECT o.customer_id,
-        COUNT(*) AS order_count,
+    o_aggs = f"""COUNT(*) AS order_count,
         SUM(CASE WHEN {in_window} THEN 1 ELSE 0 END) AS orders_window,
         SUM(CASE WHEN o.placed_at >= %(year_start)s THEN 1 ELSE 0 END) AS orders_year,
         MIN(o.placed_at) AS first_order_at,
@@ -211,23 +241,63 @@ WITH scope AS (
         SUM(CASE WHEN {in_window} THEN o.margin ELSE 0 END) AS margin_window,
         SUM(o.revenue) AS revenue_lifetime,
         SUM(o.margin) AS margin_lifetime,
-        MIN(o.margin) AS min_margin
-        {modes_cols}
+        MIN(o.margin) AS min_margin,
+        MIN(CASE WHEN {in_window} THEN o.placed_at END) AS window_first_at,
+        MIN(CASE WHEN o.placed_at >= %(year_start)s THEN o.placed_at END) AS year_first_at
+        {modes_cols}"""
+    i_aggs = f"""SUM(CASE WHEN {i_window} THEN i.minutes ELSE 0 END) AS minutes_window,
+        SUM(i.minutes) AS minutes_lifetime,
+        ROUND(SUM(CASE WHEN {i_window} THEN {cost} ELSE 0 END) / 60.0, 2) AS cost_window,
+        ROUND(SUM({cost}) / 60.0, 2) AS cost_lifetime,
+        MIN(CASE WHEN {i_window} THEN i.occurred_at END) AS window_first_at"""
+    if lateral:
+        ctes = ""
+        joins = (
+            f"LEFT JOIN LATERAL (SELECT {o_aggs} FROM {order} o "  # noqa: S608
+            "WHERE o.customer_id = s.customer_id AND o.placed_at < %(end_ts)s) o ON TRUE\n"
+            f"LEFT JOIN LATERAL (SELECT {i_aggs} FROM {interaction} i "
+            f"JOIN {user} u ON u.id = i.staff_id "
+            "WHERE i.customer_id = s.customer_id AND i.occurred_at < %(end_ts)s) i ON TRUE\n"
+            f"LEFT JOIN LATERAL (SELECT LEAST((SELECT MIN(placed_at) FROM {order} "
+            "WHERE customer_id = s.customer_id AND placed_at >= %(end_ts)s), "
+            f"(SELECT MIN(occurred_at) FROM {interaction} "
+            "WHERE customer_id = s.customer_id AND occurred_at >= %(end_ts)s)) AS first_at) f "
+            "ON TRUE"
+        )
+    else:
+        ctes = f"""
+, o AS (
+    SELECT o.customer_id, {o_aggs}
     FROM {order} o JOIN scope s ON s.customer_id = o.customer_id
     WHERE o.placed_at < %(end_ts)s
     GROUP BY o.customer_id
 ), i AS (
-    SELECT i.customer_id,
-        SUM(CASE WHEN {i_window} THEN i.minutes ELSE 0 END) AS minutes_window,
-        SUM(i.minutes) AS minutes_lifetime,
-        ROUND(SUM(CASE WHEN {i_window} THEN {cost} ELSE 0 END) / 60.0, 2) AS cost_window,
-        ROUND(SUM({cost}) / 60.0, 2) AS cost_lifetime
+    SELECT i.customer_id, {i_aggs}
     FROM {interaction} i
     JOIN scope s ON s.customer_id = i.customer_id
     JOIN {user} u ON u.id = i.staff_id
     WHERE i.occurred_at < %(end_ts)s
     GROUP BY i.customer_id
-){modes_cte}, staged AS (
+), f AS (
+    SELECT customer_id, MIN(first_at) AS first_at FROM (
+        SELECT o.customer_id, o.placed_at AS first_at
+        FROM {order} o JOIN scope s ON s.customer_id = o.customer_id
+        WHERE o.placed_at >= %(end_ts)s
+        UNION ALL
+        SELECT i.customer_id, i.occurred_at
+        FROM {interaction} i JOIN scope s ON s.customer_id = i.customer_id
+        WHERE i.occurred_at >= %(end_ts)s
+    ) future GROUP BY customer_id
+)"""  # noqa: S608
+        joins = "LEFT JOIN o ON o.customer_id = s.customer_id\n"
+        joins += "LEFT JOIN i ON i.customer_id = s.customer_id\n"
+        joins += "LEFT JOIN f ON f.customer_id = s.customer_id"
+    return f"""
+WITH scope AS (
+    SELECT c.id AS customer_id, c.cancelled_at, c.acquisition_date, c.acquisition_cost,
+        c.created_at, c.service_effort, c.influence
+    FROM {scope_from}
+){ctes}{modes_cte}, staged AS (
 SELECT s.customer_id,
     COALESCE(o.order_count, 0) AS order_count,
     COALESCE(o.orders_window, 0) AS orders_window,
@@ -238,7 +308,7 @@ SELECT s.customer_id,
     COALESCE(o.revenue_lifetime, 0) AS revenue_lifetime,
     COALESCE(o.margin_lifetime, 0) AS margin_lifetime,
     CASE WHEN o.order_count > 0 THEN ROUND(o.revenue_lifetime / o.order_count, 2) END AS aov,
-    CASE WHEN o.order_count IS NULL THEN 'none'
+    CASE WHEN COALESCE(o.order_count, 0) = 0 THEN 'none'
          WHEN o.order_count = 1 THEN 'first_time'
          WHEN o.orders_year >= %(regular_min)s THEN 'regular'
          ELSE 'occasional' END AS buyer_type,
@@ -259,16 +329,16 @@ SELECT s.customer_id,
     s.influence,
     s.acquisition_date,
     s.acquisition_cost,
+    {_recheck_on_sql()} AS recheck_on,
     COALESCE(o.min_margin, 0) AS min_margin
 FROM scope s
-LEFT JOIN o ON o.customer_id = s.customer_id
-LEFT JOIN i ON i.customer_id = s.customer_id{modes_join}
+{joins}{modes_join}
 )
 SELECT staged.*, {status_sql("staged")} AS status FROM staged
 """  # noqa: S608
 
 
-def _payback_sql() -> str:
+def _payback_sql(*, scoped: bool = False) -> str:
     """UPDATE of the staging table's payback_days: for each customer with an acquisition cost
     and date, the days from acquisition until cumulative contribution (margin minus cost to
     serve, from the acquisition day, at the end of each day) first reaches the cost.
@@ -281,6 +351,29 @@ def _payback_sql() -> str:
     since = ""
     if _pg():  # drop events before the acquisition day before sorting (SQLite: filter below)
         since = " AND {ts} >= (e.acquisition_date::timestamp AT TIME ZONE %(tz)s)"
+    o_day, i_day = local_date("o.placed_at"), local_date("i.occurred_at")
+    o_since, i_since = since.format(ts="o.placed_at"), since.format(ts="i.occurred_at")
+    columns = "e.customer_id, e.acquisition_date, e.acquisition_cost"
+    if scoped and _pg():  # a few customers: index lookups per customer (see _stage_sql)
+        events = f"""
+    SELECT {columns}, ev.day, ev.amount FROM candidates e CROSS JOIN LATERAL (
+        SELECT {o_day} AS day, {order_units()} AS amount FROM {order} o
+        WHERE o.customer_id = e.customer_id AND o.placed_at < %(end_ts)s{o_since}
+        UNION ALL
+        SELECT {i_day}, {interaction_units()}
+        FROM {interaction} i JOIN {user} u ON u.id = i.staff_id
+        WHERE i.customer_id = e.customer_id AND i.occurred_at < %(end_ts)s{i_since}
+    ) ev"""  # noqa: S608
+    else:  # everyone: a hash join per event table
+        events = f"""
+    SELECT {columns}, {o_day} AS day, {order_units()} AS amount
+    FROM candidates e JOIN {order} o ON o.customer_id = e.customer_id
+    WHERE o.placed_at < %(end_ts)s{o_since}
+    UNION ALL
+    SELECT {columns}, {i_day} AS day, {interaction_units()} AS amount
+    FROM candidates e JOIN {interaction} i ON i.customer_id = e.customer_id
+    JOIN {user} u ON u.id = i.staff_id
+    WHERE i.occurred_at < %(end_ts)s{i_since}"""  # noqa: S608
     return f"""
 UPDATE {STAGE_TABLE} SET payback_days = p.days FROM (
 WITH candidates AS (
@@ -288,17 +381,7 @@ WITH candidates AS (
     WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL
       AND acquisition_date <= %(as_of)s
       AND (%(negative_costs)s = 1 OR min_margin < 0 OR margin_lifetime >= acquisition_cost)
-), events AS (
-    SELECT e.customer_id, e.acquisition_date, e.acquisition_cost,
-        {local_date("o.placed_at")} AS day, {order_units()} AS amount
-    FROM candidates e JOIN {order} o ON o.customer_id = e.customer_id
-    WHERE o.placed_at < %(end_ts)s{since.format(ts="o.placed_at")}
-    UNION ALL
-    SELECT e.customer_id, e.acquisition_date, e.acquisition_cost,
-        {local_date("i.occurred_at")} AS day, {interaction_units()} AS amount
-    FROM candidates e JOIN {interaction} i ON i.customer_id = e.customer_id
-    JOIN {user} u ON u.id = i.staff_id
-    WHERE i.occurred_at < %(end_ts)s{since.format(ts="i.occurred_at")}
+), events AS ({events}
 ), running AS (
     -- The default frame (RANGE ... CURRENT ROW) takes in every event of the same day: the
     -- cumulative contribution at the end of each day, without a per-day GROUP BY.
@@ -351,6 +434,16 @@ def _write_sql(*, scoped: bool) -> list[str]:
         else f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM crm_metrics_diff "  # noqa: S608
         f"UNION ALL SELECT s.customer_id FROM {STAGE_TABLE} s WHERE {missing}"
     )
+    insert = (
+        f"INSERT INTO {table} (customer_id, {cols}, refreshed_at) "  # noqa: S608
+        f"SELECT s.customer_id, {staged}, %(now)s FROM {STAGE_TABLE} s WHERE {missing}"
+    )
+    if scoped and _pg():  # one index probe per staged row, not an anti-join with every row
+        insert = (
+            f"INSERT INTO {table} (customer_id, {cols}, refreshed_at) "  # noqa: S608
+            f"SELECT s.customer_id, {staged}, %(now)s FROM {STAGE_TABLE} s "
+            "ON CONFLICT (customer_id) DO NOTHING"
+        )
     return [
         "DROP TABLE IF EXISTS crm_metrics_diff",
         f"CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id "  # noqa: S608
@@ -360,8 +453,7 @@ def _write_sql(*, scoped: bool) -> list[str]:
         f"UPDATE {table} SET {sets}, refreshed_at = %(now)s "  # noqa: S608
         f"FROM {STAGE_TABLE} s WHERE s.customer_id = {table}.customer_id "
         "AND s.customer_id IN (SELECT customer_id FROM crm_metrics_diff)",
-        f"INSERT INTO {table} (customer_id, {cols}, refreshed_at) "  # noqa: S608
-        f"SELECT s.customer_id, {staged}, %(now)s FROM {STAGE_TABLE} s WHERE {missing}",
+        insert,
         "DROP TABLE crm_metrics_diff",
     ]
 
@@ -487,11 +579,34 @@ def _cohorts_delta_sql() -> str:
 def _copy_status_sql(*, scoped: bool) -> str:
     table = CustomerMetrics._meta.db_table
     customer = Customer._meta.db_table
-    only = f" AND c.id IN (SELECT customer_id FROM {CHANGED_TABLE})" if scoped else ""  # noqa: S608
+    if not scoped:
+        return (
+            f"UPDATE {customer} AS c SET status = m.status FROM {table} m "  # noqa: S608
+            "WHERE m.customer_id = c.id AND c.status <> m.status"
+        )
+    # Driven by the (small) changed table: one index lookup per changed customer.
     return (
-        f"UPDATE {customer} AS c SET status = m.status FROM {table} m "  # noqa: S608
-        f"WHERE m.customer_id = c.id AND c.status <> m.status{only}"
+        f"UPDATE {customer} AS c SET status = m.status "  # noqa: S608
+        f"FROM (SELECT DISTINCT customer_id FROM {CHANGED_TABLE}) ch "
+        f"JOIN {table} m ON m.customer_id = ch.customer_id "
+        "WHERE c.id = ch.customer_id AND c.status <> m.status"
     )
+
+
+def _scope_table(cursor, ids: list[int]) -> None:
+    """Fill SCOPE_TABLE with `ids` (one statement; PostgreSQL: an array, then ANALYZE)."""
+    cursor.execute(f"CREATE TEMPORARY TABLE {SCOPE_TABLE} (customer_id bigint PRIMARY KEY)")
+    if _pg():
+        cursor.execute(
+            f"INSERT INTO {SCOPE_TABLE} SELECT unnest(%s::bigint[])",  # noqa: S608
+            [ids],
+        )
+        cursor.execute(f"ANALYZE {SCOPE_TABLE}")
+    else:
+        cursor.execute(
+            f"INSERT INTO {SCOPE_TABLE} SELECT value FROM json_each(%s)",  # noqa: S608
+            [json.dumps(ids)],
+        )
 
 
 def metrics_refresh(
@@ -524,15 +639,16 @@ def metrics_refresh(
     scoped = customer_ids is not None
     if scoped:
         ids = sorted({int(pk) for pk in customer_ids})
-        params["ids"] = ids if _pg() else json.dumps(ids)
     if events_after:
         params["max_o"] = int(events_after.get("order") or 0)
         params["max_i"] = int(events_after.get("interaction") or 0)
     table = CustomerMetrics._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
-        for name in (STAGE_TABLE, CHANGED_TABLE):
+        for name in (STAGE_TABLE, CHANGED_TABLE, SCOPE_TABLE):
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
         cursor.execute(f"CREATE TEMPORARY TABLE {CHANGED_TABLE} (customer_id bigint)")
+        if scoped:
+            _scope_table(cursor, ids)
         cursor.execute(
             f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS {_stage_sql(scoped=scoped)}", params
         )
@@ -540,7 +656,7 @@ def metrics_refresh(
             cursor.execute(f"ANALYZE {STAGE_TABLE}")  # temporary tables get no autovacuum
         cursor.execute(_negative_costs_sql(), params)
         params["negative_costs"] = cursor.fetchone()[0]
-        cursor.execute(_payback_sql(), params)
+        cursor.execute(_payback_sql(scoped=scoped), params)
         cursor.execute(f"SELECT COUNT(*) FROM {STAGE_TABLE}")  # noqa: S608
         refreshed = cursor.fetchone()[0]
         incremental_cohorts = scoped and events_after is not None
@@ -549,6 +665,7 @@ def metrics_refresh(
         for statement in _write_sql(scoped=scoped):
             cursor.execute(statement, params)
         cursor.execute(f"DROP TABLE {STAGE_TABLE}")
+        cursor.execute(f"DROP TABLE IF EXISTS {SCOPE_TABLE}")
         if not incremental_cohorts:
             _cohorts_rebuild(cursor, params)
         # Status moves with the date for everyone: rewrite only the rows where it changes.
@@ -568,5 +685,7 @@ def metrics_refresh(
             params=params,
         )
         cursor.execute("DROP TABLE crm_metrics_ranks")
+        if _pg() and scoped:
+            cursor.execute(f"ANALYZE {CHANGED_TABLE}")
         cursor.execute(_copy_status_sql(scoped=scoped))
     return refreshed

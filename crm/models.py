@@ -227,6 +227,8 @@ class Customer(models.Model):
             models.Index(fields=["influence", "id"], name="customer_influence_id_idx"),
             models.Index(fields=["city", "id"], name="customer_city_id_idx"),
             models.Index(Upper("city"), name="customer_city_upper_idx"),
+            # The nightly job's incremental scope: customers edited since the last run.
+            models.Index(fields=["updated_at"], name="customer_updated_idx"),
         ]
 
     def __str__(self) -> str:
@@ -593,6 +595,15 @@ class CustomerMetrics(models.Model):
         help_text=_("Local date of the last order, else acquisition, else creation."),
     )
     cancelled_on = models.DateField(_("cancelled on"), null=True, blank=True)
+    recheck_on = models.DateField(
+        _("recheck on"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "First date on which this row goes stale with time alone: an order or interaction "
+            "leaves a window, a future-dated one arrives, or the acquisition date is reached."
+        ),
+    )
     # Copies of customer columns (refreshed with the row) and of the bucket (set by segments).
     service_effort = models.PositiveSmallIntegerField(_("service effort"), null=True, blank=True)
     influence = models.PositiveSmallIntegerField(_("influence"), default=0)
@@ -622,10 +633,13 @@ class CustomerMetrics(models.Model):
         indexes = [
             models.Index(fields=["value_decile"], name="metrics_decile_idx"),
             models.Index(fields=["buyer_type"], name="metrics_buyer_type_idx"),
-            models.Index(fields=["-contribution_lifetime"], name="metrics_contrib_life_idx"),
+            models.Index(
+                fields=["-contribution_lifetime", "customer_id"], name="metrics_contrib_rank_idx"
+            ),
             models.Index(fields=["preferred_channel"], name="metrics_channel_idx"),
             models.Index(fields=["last_order_at"], name="metrics_last_order_idx"),
             models.Index(fields=["refreshed_at"], name="metrics_refreshed_idx"),
+            models.Index(fields=["recheck_on"], name="metrics_recheck_idx"),
         ]
 
     def __str__(self) -> str:

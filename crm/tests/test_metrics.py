@@ -235,3 +235,31 @@ def test_refresh_is_constant_in_queries(django_assert_max_num_queries):
         order(c, "2026-06-01", "100", "50")
     with django_assert_max_num_queries(30):
         assert metrics_refresh(as_of=AS_OF) == 30
+
+
+def test_recheck_on_is_the_first_date_the_row_goes_stale():
+    # window (365 days) on AS_OF 2026-06-30 starts on 2025-07-01
+    windowed = CustomerFactory()
+    order(windowed, "2025-07-01", "10", "5")  # leaves the window on 2026-07-01
+    InteractionFactory(customer=windowed, minutes=5, occurred_at=at("2026-08-01"))
+    year_only = CustomerFactory(acquisition_date=dt.date(2026, 9, 1))
+    order(year_only, "2025-08-15", "10", "5")  # leaves window and year on 2026-08-15
+    future = CustomerFactory()
+    order(future, "2024-01-01", "10", "5")  # outside every window
+    InteractionFactory(customer=future, minutes=5, occurred_at=at("2026-07-20"))
+    acquired_later = CustomerFactory(acquisition_date=dt.date(2026, 7, 10))
+    settled = CustomerFactory(acquisition_date=dt.date(2024, 1, 1))
+    order(settled, "2024-02-01", "10", "5")
+    metrics_refresh(as_of=AS_OF)
+    got = dict(CustomerMetrics.objects.values_list("customer_id", "recheck_on"))
+    assert got == {
+        windowed.id: dt.date(2026, 7, 1),
+        year_only.id: dt.date(2026, 8, 15),
+        future.id: dt.date(2026, 7, 20),
+        acquired_later.id: dt.date(2026, 7, 10),
+        settled.id: None,  # nothing will change with time alone
+    }
+    # Scoped refreshes compute the same (PostgreSQL: per-customer lookups instead of joins).
+    CustomerMetrics.objects.update(recheck_on=None)
+    metrics_refresh(as_of=AS_OF, customer_ids=list(got))
+    assert dict(CustomerMetrics.objects.values_list("customer_id", "recheck_on")) == got

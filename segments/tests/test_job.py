@@ -20,7 +20,7 @@ from crm.tests.factories import (
     SocialProfileFactory,
     SupportUserFactory,
 )
-from segments.jobs import roi_recalculate
+from segments.jobs import roi_recalculate, touched_customer_ids
 from segments.models import Bucket, CurrentMembership, JobRun, RoiSnapshot
 
 AS_OF = dt.date(2026, 6, 30)
@@ -376,3 +376,23 @@ def test_cohort_triangle_counts_events_inside_the_shown_months_only():
     (row,) = [r for r in triangle["rows"] if r["cohort"] == "2026-03"]
     assert row["customers"] == 1
     assert row["cells"][:5] == ["7.00", "7.00", "7.00", "12.00", None]
+
+
+@pytest.mark.django_db
+def test_incremental_scope_is_what_changed_plus_what_time_made_stale():
+    stale = CustomerFactory()
+    order(stale, "2025-07-01", "10")  # leaves the 365-day window on 2026-07-01
+    quiet = CustomerFactory()
+    order(quiet, "2026-06-01", "10")
+    edited, buyer = CustomerFactory(), CustomerFactory()
+    last = roi_recalculate(as_of=AS_OF)
+    assert last.counts["max_customer_id"] == max(c.id for c in (stale, quiet, edited, buyer))
+    assert touched_customer_ids(last=last, as_of=AS_OF) == []
+    edited.city = "Busan"
+    edited.save()
+    order(buyer, "2026-06-30", "10")
+    new = CustomerFactory()
+    next_day = AS_OF + dt.timedelta(days=1)
+    assert sorted(touched_customer_ids(last=last, as_of=next_day)) == sorted(
+        [stale.id, edited.id, buyer.id, new.id]
+    )
