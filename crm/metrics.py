@@ -175,8 +175,13 @@ def _recheck_on_sql() -> str:
     return recheck if _pg() else _add_days(recheck, "-1")
 
 
-def _stage_sql(*, scoped: bool) -> str:
-    """SELECT producing one staging row per customer in scope."""
+def _stage_sql(*, scoped: bool, keep_payback: bool = False) -> str:
+    """SELECT producing one staging row per customer in scope.
+
+    With `keep_payback` (PostgreSQL, scoped, watermarks %(max_o)s and %(max_i)s given), a
+    customer who had paid back, with the same acquisition date and cost and no order or
+    interaction above the watermarks, keeps the stored payback day: time alone cannot move it,
+    as later events come after it. The others get NULL, for _payback_sql to compute."""
     pg = _pg()
     customer = Customer._meta.db_table
     order = Order._meta.db_table
@@ -188,6 +193,7 @@ def _stage_sql(*, scoped: bool) -> str:
     # PostgreSQL, scoped: one index lookup per customer (LATERAL) instead of a join whose plan
     # rests on the estimated orders per customer and can pick a scan of every order.
     lateral = pg and scoped
+    keep_payback = keep_payback and lateral
 
     in_window = "o.placed_at >= %(window_start)s"
     if pg:
@@ -242,6 +248,7 @@ def _stage_sql(*, scoped: bool) -> str:
         SUM(o.revenue) AS revenue_lifetime,
         SUM(o.margin) AS margin_lifetime,
         MIN(o.margin) AS min_margin,
+        MAX(o.id) AS max_id,
         MIN(CASE WHEN {in_window} THEN o.placed_at END) AS window_first_at,
         MIN(CASE WHEN o.placed_at >= %(year_start)s THEN o.placed_at END) AS year_first_at
         {modes_cols}"""
@@ -249,7 +256,8 @@ def _stage_sql(*, scoped: bool) -> str:
         SUM(i.minutes) AS minutes_lifetime,
         ROUND(SUM(CASE WHEN {i_window} THEN {cost} ELSE 0 END) / 60.0, 2) AS cost_window,
         ROUND(SUM({cost}) / 60.0, 2) AS cost_lifetime,
-        MIN(CASE WHEN {i_window} THEN i.occurred_at END) AS window_first_at"""
+        MIN(CASE WHEN {i_window} THEN i.occurred_at END) AS window_first_at,
+        MAX(i.id) AS max_id"""
     if lateral:
         ctes = ""
         joins = (
@@ -264,6 +272,11 @@ def _stage_sql(*, scoped: bool) -> str:
             "WHERE customer_id = s.customer_id AND occurred_at >= %(end_ts)s)) AS first_at) f "
             "ON TRUE"
         )
+        if keep_payback:
+            joins += (
+                f"\nLEFT JOIN {CustomerMetrics._meta.db_table} old "
+                "ON old.customer_id = s.customer_id"
+            )
     else:
         ctes = f"""
 , o AS (
@@ -292,6 +305,14 @@ def _stage_sql(*, scoped: bool) -> str:
         joins = "LEFT JOIN o ON o.customer_id = s.customer_id\n"
         joins += "LEFT JOIN i ON i.customer_id = s.customer_id\n"
         joins += "LEFT JOIN f ON f.customer_id = s.customer_id"
+    payback = "CAST(NULL AS INTEGER)"
+    if keep_payback:
+        payback = (
+            "CASE WHEN old.acquisition_date = s.acquisition_date "
+            "AND old.acquisition_cost = s.acquisition_cost AND s.acquisition_date <= %(as_of)s "
+            "AND COALESCE(o.max_id, 0) <= %(max_o)s AND COALESCE(i.max_id, 0) <= %(max_i)s "
+            "THEN old.payback_days END"
+        )
     return f"""
 WITH scope AS (
     SELECT c.id AS customer_id, c.cancelled_at, c.acquisition_date, c.acquisition_cost,
@@ -321,7 +342,7 @@ SELECT s.customer_id,
     COALESCE(i.cost_lifetime, 0) AS cost_to_serve_lifetime,
     COALESCE(o.margin_window, 0) - COALESCE(i.cost_window, 0) AS contribution_window,
     COALESCE(o.margin_lifetime, 0) - COALESCE(i.cost_lifetime, 0) AS contribution_lifetime,
-    CAST(NULL AS INTEGER) AS payback_days,
+    {payback} AS payback_days,
     {_month_start(f"COALESCE(s.acquisition_date, {first_day})")} AS acquisition_month,
     COALESCE({last_day}, s.acquisition_date, {local_date("s.created_at")}) AS status_from,
     {local_date("s.cancelled_at")} AS cancelled_on,
@@ -378,7 +399,7 @@ def _payback_sql(*, scoped: bool = False) -> str:
 UPDATE {STAGE_TABLE} SET payback_days = p.days FROM (
 WITH candidates AS (
     SELECT customer_id, acquisition_date, acquisition_cost FROM {STAGE_TABLE}
-    WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL
+    WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL AND payback_days IS NULL
       AND acquisition_date <= %(as_of)s
       AND (%(negative_costs)s = 1 OR min_margin < 0 OR margin_lifetime >= acquisition_cost)
 ), events AS ({events}
@@ -650,7 +671,9 @@ def metrics_refresh(
         if scoped:
             _scope_table(cursor, ids)
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS {_stage_sql(scoped=scoped)}", params
+            f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS "
+            + _stage_sql(scoped=scoped, keep_payback=events_after is not None),
+            params,
         )
         if _pg():
             cursor.execute(f"ANALYZE {STAGE_TABLE}")  # temporary tables get no autovacuum
