@@ -563,23 +563,30 @@ def _cohorts_rebuild(cursor, params: dict) -> None:
     )
 
 
-def _cohorts_delta_sql() -> str:
-    """INSERT ... ON CONFLICT adding to CohortContribution what changed since the watermarks:
-    customers whose cohort moved take all their events out of the old cohort (those already
-    counted: ids up to the watermarks) and into the new one; everyone else adds the orders and
-    interactions above the watermarks. Runs before the metrics write (old cohorts are read
-    from the metrics table, new ones from the staging table)."""
+MOVED_TABLE = "crm_metrics_moved"
+
+
+def _cohorts_delta(cursor, params: dict) -> None:
+    """Add to CohortContribution what changed since the watermarks: customers whose cohort
+    moved (a small temporary table) take all their events out of the old cohort (those already
+    counted: ids up to the watermarks) and into the new one; everyone else in the staging table
+    adds the orders and interactions above the watermarks (an index range on the ids). Runs
+    before the metrics write: old cohorts are read from the metrics table, new ones from the
+    staging table."""
     cells, table = CohortContribution._meta.db_table, CustomerMetrics._meta.db_table
-    moved = (
-        f"SELECT s.customer_id, m.acquisition_month AS old_cohort, "  # noqa: S608
-        f"s.acquisition_month AS new_cohort FROM {STAGE_TABLE} s "
-        f"LEFT JOIN {table} m ON m.customer_id = s.customer_id "
+    cursor.execute(f"DROP TABLE IF EXISTS {MOVED_TABLE}")
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {MOVED_TABLE} AS SELECT s.customer_id, "  # noqa: S608
+        f"m.acquisition_month AS old_cohort, s.acquisition_month AS new_cohort "
+        f"FROM {STAGE_TABLE} s LEFT JOIN {table} m ON m.customer_id = s.customer_id "
         f"WHERE {_differs('m', 's', ['acquisition_month'])}"
     )
+    if _pg():
+        cursor.execute(f"ANALYZE {MOVED_TABLE}")
+    moved = f"SELECT * FROM {MOVED_TABLE}"  # noqa: S608
     stayed = (
         f"SELECT s.customer_id, s.acquisition_month FROM {STAGE_TABLE} s "  # noqa: S608
-        f"JOIN {table} m ON m.customer_id = s.customer_id "
-        "WHERE m.acquisition_month = s.acquisition_month"
+        f"WHERE NOT EXISTS (SELECT 1 FROM {MOVED_TABLE} x WHERE x.customer_id = s.customer_id)"
     )
     old = " AND {alias}.id <= %(max_" + "{alias}" + ")s"
     new = " AND {alias}.id > %(max_" + "{alias}" + ")s"
@@ -589,12 +596,14 @@ def _cohorts_delta_sql() -> str:
         _cohort_events_sql(customers=stayed, cohort="acquisition_month", sign="1", extra=new),
     ]
     events = " UNION ALL ".join(parts)
-    return (
+    cursor.execute(
         f"INSERT INTO {cells} (cohort, month, units) SELECT cohort, month, SUM(units) "  # noqa: S608
         f"FROM ({events}) e GROUP BY cohort, month "
         "ON CONFLICT (cohort, month) DO UPDATE SET units = "
-        f"{cells}.units + excluded.units"
+        f"{cells}.units + excluded.units",
+        params,
     )
+    cursor.execute(f"DROP TABLE {MOVED_TABLE}")
 
 
 def _copy_status_sql(*, scoped: bool) -> str:
@@ -684,7 +693,7 @@ def metrics_refresh(
         refreshed = cursor.fetchone()[0]
         incremental_cohorts = scoped and events_after is not None
         if incremental_cohorts:  # before the write: it reads the old cohorts
-            cursor.execute(_cohorts_delta_sql(), params)
+            _cohorts_delta(cursor, params)
         for statement in _write_sql(scoped=scoped):
             cursor.execute(statement, params)
         cursor.execute(f"DROP TABLE {STAGE_TABLE}")
