@@ -13,6 +13,7 @@ from .models import (
     Interaction,
     Order,
     OwnerChange,
+    RankBoundary,
     RatingChange,
     SocialProfile,
     User,
@@ -151,6 +152,22 @@ class CohortContributionAdmin(admin.ModelAdmin):
     list_display = ("cohort", "month", "units")
     list_filter = ("cohort",)
     ordering = ("-cohort", "month")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RankBoundary)
+class RankBoundaryAdmin(admin.ModelAdmin):
+    list_display = ("kind", "tile", "value", "customer_id")
+    list_filter = ("kind",)
+    ordering = ("kind", "tile")
 
     def has_add_permission(self, request):
         return False

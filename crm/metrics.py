@@ -23,7 +23,15 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import CohortContribution, Customer, CustomerMetrics, Interaction, Order, User
+from .models import (
+    CohortContribution,
+    Customer,
+    CustomerMetrics,
+    Interaction,
+    Order,
+    RankBoundary,
+    User,
+)
 
 BUYER_WINDOW_DAYS = 365  # "regular" = 4+ orders in the trailing 365 days (domain.md)
 REGULAR_MIN_ORDERS = 4
@@ -510,22 +518,182 @@ def _record_update(cursor, *, set_sql: str, where: str, params: dict, from_sql: 
     return updated
 
 
+# Global ranks (domain.md): value decile = NTILE(10) over lifetime contribution, descending;
+# suggested effort = NTILE(10) over window minutes, ascending, among customers served at all.
+# Ties go by customer id, in the same direction, so that each order is one index order.
+# kind: (metrics column, sort value, rows ranked, descending)
+RANKS = {
+    "decile": ("value_decile", "contribution_lifetime", "TRUE", True),
+    "effort": ("suggested_effort", "minutes_window", "minutes_window > 0", False),
+}
+RANKS_TABLE = "crm_metrics_ranks"
+# Below this many ranked rows a full re-rank is cheaper than the repair's bookkeeping.
+RANK_REPAIR_MIN_ROWS = 1000
+
+
+def _tile_end(tile: str, n: str) -> str:
+    """SQL: the position of the last row of NTILE(10) tile `tile` over `n` rows."""
+    return f"({tile} * ({n} / 10) + CASE WHEN {tile} < {n} % 10 THEN {tile} ELSE {n} % 10 END)"
+
+
 def _ranks_sql() -> str:
     """CREATE of a temporary table of the customers whose value decile or suggested effort
-    changes, with the new values (global NTILE ranks)."""
+    changes (`changed`), with the new values (global NTILE ranks, one sort per rank), plus the
+    last row of each of the first nine tiles (`d_end`, `e_end`): the rank boundaries."""
     table = CustomerMetrics._meta.db_table
+    true = "TRUE" if _pg() else "1"
     return f"""
-CREATE TEMPORARY TABLE crm_metrics_ranks AS
-SELECT customer_id, decile, effort FROM (
-    SELECT customer_id, value_decile, suggested_effort,
-        NTILE(10) OVER (ORDER BY contribution_lifetime DESC, customer_id) AS decile,
-        CASE WHEN minutes_window > 0 THEN NTILE(10) OVER (
-            PARTITION BY CASE WHEN minutes_window > 0 THEN 1 ELSE 0 END
-            ORDER BY minutes_window, customer_id) END AS effort
-    FROM {table}
-) r
-WHERE {_distinct("(r.value_decile, r.suggested_effort)", "(r.decile, r.effort)")}
+CREATE TEMPORARY TABLE {RANKS_TABLE} AS
+SELECT customer_id, decile, effort, contribution_lifetime, minutes_window, changed, d_end, e_end
+FROM (
+    SELECT r.*,
+        {_distinct("(value_decile, suggested_effort)", "(decile, effort)")} AS changed,
+        (decile < 10 AND rn_d = {_tile_end("decile", "n_d")}) AS d_end,
+        (effort < 10 AND rn_e = {_tile_end("effort", "n_e")}) AS e_end
+    FROM (
+        SELECT customer_id, contribution_lifetime, minutes_window, value_decile,
+            suggested_effort,
+            NTILE(10) OVER wd AS decile, ROW_NUMBER() OVER wd AS rn_d, COUNT(*) OVER () AS n_d,
+            CASE WHEN minutes_window > 0 THEN NTILE(10) OVER we END AS effort,
+            ROW_NUMBER() OVER we AS rn_e, COUNT(*) OVER wp AS n_e
+        FROM {table}
+        WINDOW wd AS (ORDER BY contribution_lifetime DESC, customer_id DESC),
+            wp AS (PARTITION BY CASE WHEN minutes_window > 0 THEN 1 ELSE 0 END),
+            we AS (wp ORDER BY minutes_window, customer_id)
+    ) r
+) x
+WHERE changed = {true} OR d_end = {true} OR e_end = {true}
 """  # noqa: S608
+
+
+def _ranks_full(cursor, params: dict) -> None:
+    """Re-rank every customer (two sorts), write the ranks that changed and the boundaries."""
+    table, bounds = CustomerMetrics._meta.db_table, RankBoundary._meta.db_table
+    true = "TRUE" if _pg() else "1"
+    cursor.execute(f"DROP TABLE IF EXISTS {RANKS_TABLE}")
+    cursor.execute(_ranks_sql())
+    _record_update(
+        cursor,
+        set_sql="value_decile = r.decile, suggested_effort = r.effort",
+        from_sql=f" FROM {RANKS_TABLE} r",
+        where=f"r.customer_id = {table}.customer_id AND r.changed = {true}",
+        params=params,
+    )
+    cursor.execute(f"DELETE FROM {bounds}")  # noqa: S608
+    for kind, tile, value, flag in (
+        ("decile", "decile", "contribution_lifetime", "d_end"),
+        ("effort", "effort", "minutes_window", "e_end"),
+    ):
+        cursor.execute(
+            f"INSERT INTO {bounds} (kind, tile, value, customer_id) "  # noqa: S608
+            f"SELECT %s, {tile}, {value}, customer_id FROM {RANKS_TABLE} WHERE {flag} = {true}",
+            [kind],
+        )
+    cursor.execute(f"DROP TABLE {RANKS_TABLE}")
+
+
+def _ranks_repair(cursor, params: dict) -> bool:
+    """Move the global ranks after an incremental refresh without sorting every customer.
+
+    From the boundaries the last refresh stored (the sort key of the last row of tiles 1-9),
+    one scan counts the rows ranked and the rows up to each old boundary; the new boundary is
+    then a short walk along the rank's index from the old one (as many rows as the boundary
+    moved). Only rows between an old and a new boundary, and the customers aggregated again,
+    can change tile: those are updated. Returns False (nothing done) when there are no usable
+    boundaries or few rows; the caller then re-ranks everyone.
+    """
+    table, bounds_table = CustomerMetrics._meta.db_table, RankBoundary._meta.db_table
+    cursor.execute(f"SELECT kind, tile, value, customer_id FROM {bounds_table}")  # noqa: S608
+    old = {kind: {} for kind in RANKS}
+    for kind, tile, value, customer_id in cursor.fetchall():
+        old[kind][tile] = (value if kind == "decile" else int(value), customer_id)
+    if any(sorted(tiles) != list(range(1, 10)) for tiles in old.values()):
+        return False
+    counts, args = ["COUNT(*)"], {}
+    for kind, (_column, value, ranked, desc) in RANKS.items():
+        counts.append(f"SUM(CASE WHEN {ranked} THEN 1 ELSE 0 END)")
+        for tile in range(1, 10):
+            name = f"{kind}_{tile}"
+            args[f"{name}_v"], args[f"{name}_id"] = old[kind][tile]
+            up_to = ">=" if desc else "<="
+            counts.append(
+                f"SUM(CASE WHEN {ranked} AND ({value}, customer_id) {up_to} "
+                f"(%({name}_v)s, %({name}_id)s) THEN 1 ELSE 0 END)"
+            )
+    cursor.execute(f"SELECT {', '.join(counts)} FROM {table}", args)  # noqa: S608
+    row = [int(x or 0) for x in cursor.fetchone()]
+    if row[0] < RANK_REPAIR_MIN_ROWS:
+        return False
+    new, seen = {kind: {} for kind in RANKS}, 1
+    for kind, (_column, value, ranked, desc) in RANKS.items():
+        n, positions = row[seen], row[seen + 1 : seen + 10]
+        seen += 10
+        if n < RANK_REPAIR_MIN_ROWS:
+            return False
+        q, r = divmod(n, 10)
+        for tile, position in zip(range(1, 10), positions, strict=True):
+            moved = tile * q + min(tile, r) - position
+            if moved > 0:  # the boundary moved later: `moved` rows past the old one
+                compare, order, offset = (
+                    ("<", "DESC", moved - 1) if desc else (">", "ASC", moved - 1)
+                )
+            else:  # earlier or not at all: back from the last row up to the old one
+                compare, order, offset = (">=", "ASC", -moved) if desc else ("<=", "DESC", -moved)
+            cursor.execute(
+                f"SELECT {value}, customer_id FROM {table} WHERE {ranked} "  # noqa: S608
+                f"AND ({value}, customer_id) {compare} (%s, %s) "
+                f"ORDER BY {value} {order}, customer_id {order} LIMIT 1 OFFSET %s",
+                [*old[kind][tile], offset],
+            )
+            found = cursor.fetchone()
+            if found is None:
+                return False
+            new[kind][tile] = (found[0], found[1])
+    args, columns, tiles_sql, spans = {}, [], [], []
+    for kind, (column, value, ranked, desc) in RANKS.items():
+        key = f"({table}.{value}, {table}.customer_id)"
+        later = "<" if desc else ">"
+        after = []
+        for tile in range(1, 10):
+            name = f"{kind}_{tile}"
+            args[f"{name}_v"], args[f"{name}_id"] = new[kind][tile]
+            after.append(f"CASE WHEN {key} {later} (%({name}_v)s, %({name}_id)s) THEN 1 ELSE 0 END")
+            low, high = sorted([old[kind][tile], new[kind][tile]])
+            args[f"{name}_lo_v"], args[f"{name}_lo_id"] = low
+            args[f"{name}_hi_v"], args[f"{name}_hi_id"] = high
+            spans.append(
+                f"({ranked} AND {key} >= (%({name}_lo_v)s, %({name}_lo_id)s) "
+                f"AND {key} <= (%({name}_hi_v)s, %({name}_hi_id)s))"
+            )
+        qualified = ranked.replace(value, f"{table}.{value}")
+        columns.append(f"{table}.{column}")
+        tiles_sql.append(f"CASE WHEN {qualified} THEN 1 + {' + '.join(after)} END")
+    set_sql = ", ".join(
+        f"{column.split('.')[1]} = {tile}" for column, tile in zip(columns, tiles_sql, strict=True)
+    )
+    changes = _distinct(f"({', '.join(columns)})", f"({', '.join(tiles_sql)})")
+    _record_update(  # the customers aggregated again: any tile
+        cursor,
+        set_sql=set_sql,
+        from_sql=f" FROM (SELECT DISTINCT customer_id FROM {CHANGED_TABLE}) ch",  # noqa: S608
+        where=f"ch.customer_id = {table}.customer_id AND {changes}",
+        params=args,
+    )
+    _record_update(  # everyone else: only between an old and a new boundary
+        cursor,
+        set_sql=set_sql,
+        where=f"({' OR '.join(spans)}) AND {changes}",
+        params=args,
+    )
+    cursor.execute(f"DELETE FROM {bounds_table}")  # noqa: S608
+    for kind, tiles in new.items():
+        for tile, (value, customer_id) in tiles.items():
+            cursor.execute(
+                f"INSERT INTO {bounds_table} (kind, tile, value, customer_id) "  # noqa: S608
+                "VALUES (%s, %s, %s, %s)",
+                [kind, tile, value, customer_id],
+            )
+    return True
 
 
 def _cohort_events_sql(*, customers: str, cohort: str, sign: str, extra: str = "") -> str:
@@ -672,7 +840,6 @@ def metrics_refresh(
     if events_after:
         params["max_o"] = int(events_after.get("order") or 0)
         params["max_i"] = int(events_after.get("interaction") or 0)
-    table = CustomerMetrics._meta.db_table
     with transaction.atomic(), connection.cursor() as cursor:
         for name in (STAGE_TABLE, CHANGED_TABLE, SCOPE_TABLE):
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
@@ -707,16 +874,8 @@ def metrics_refresh(
             where=f"status <> {status_sql()}",
             params=params,
         )
-        cursor.execute("DROP TABLE IF EXISTS crm_metrics_ranks")
-        cursor.execute(_ranks_sql())
-        _record_update(
-            cursor,
-            set_sql="value_decile = r.decile, suggested_effort = r.effort",
-            from_sql=" FROM crm_metrics_ranks r",
-            where=f"r.customer_id = {table}.customer_id",
-            params=params,
-        )
-        cursor.execute("DROP TABLE crm_metrics_ranks")
+        if not (scoped and _ranks_repair(cursor, params)):
+            _ranks_full(cursor, params)
         if _pg() and scoped:
             cursor.execute(f"ANALYZE {CHANGED_TABLE}")
         cursor.execute(_copy_status_sql(scoped=scoped))

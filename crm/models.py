@@ -633,8 +633,16 @@ class CustomerMetrics(models.Model):
         indexes = [
             models.Index(fields=["value_decile"], name="metrics_decile_idx"),
             models.Index(fields=["buyer_type"], name="metrics_buyer_type_idx"),
+            # Value decile order (contribution, then id, both descending): walked backwards
+            # by the incremental repair of the ranks (crm.metrics).
             models.Index(
-                fields=["-contribution_lifetime", "customer_id"], name="metrics_contrib_rank_idx"
+                fields=["contribution_lifetime", "customer_id"], name="metrics_contrib_rank_idx"
+            ),
+            # Suggested effort order, among customers served at all.
+            models.Index(
+                fields=["minutes_window", "customer_id"],
+                name="metrics_minutes_rank_idx",
+                condition=Q(minutes_window__gt=0),
             ),
             models.Index(fields=["preferred_channel"], name="metrics_channel_idx"),
             models.Index(fields=["last_order_at"], name="metrics_last_order_idx"),
@@ -644,6 +652,36 @@ class CustomerMetrics(models.Model):
 
     def __str__(self) -> str:
         return f"metrics of {self.customer_id}"
+
+
+class RankBoundary(models.Model):
+    """The last row of each of the first nine tiles of a global rank (value decile, suggested
+    effort) after the last metrics refresh, as its sort key (value, customer id). An
+    incremental refresh starts from these to move the ranks without sorting every customer
+    (crm.metrics); a full refresh writes them again."""
+
+    class Kind(models.TextChoices):
+        DECILE = "decile", _("value decile")
+        EFFORT = "effort", _("suggested effort")
+
+    kind = models.CharField(_("rank"), max_length=8, choices=Kind.choices)
+    tile = models.PositiveSmallIntegerField(_("tile"))
+    value = models.DecimalField(_("value"), **MONEY)
+    customer_id = models.BigIntegerField(_("customer id"))
+
+    class Meta:
+        verbose_name = _("rank boundary")
+        verbose_name_plural = _("rank boundaries")
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "tile"], name="rank_boundary_unique"),
+            models.CheckConstraint(condition=Q(tile__range=(1, 9)), name="rank_boundary_tile_1_9"),
+            models.CheckConstraint(
+                condition=Q(kind__in=["decile", "effort"]), name="rank_boundary_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.tile}: {self.value} / {self.customer_id}"
 
 
 class CohortContribution(models.Model):

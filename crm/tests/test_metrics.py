@@ -291,3 +291,63 @@ def test_incremental_payback_keeps_a_settled_day_and_recomputes_after_new_events
     assert incremental == {kept.id: 10, backdated.id: 60, recosted.id: None}
     metrics_refresh(as_of=AS_OF)
     assert dict(CustomerMetrics.objects.values_list("customer_id", "payback_days")) == incremental
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_incremental_rank_repair_equals_a_full_rerank(seed, monkeypatch):
+    import random
+
+    from crm import metrics
+
+    monkeypatch.setattr(metrics, "RANK_REPAIR_MIN_ROWS", 10)
+    repairs, repair = [], metrics._ranks_repair
+    monkeypatch.setattr(
+        metrics, "_ranks_repair", lambda *args: repairs.append(repair(*args)) or repairs[-1]
+    )
+    rnd = random.Random(seed)
+    staff = SupportUserFactory()
+    customers = CustomerFactory.create_batch(60)
+
+    def activity(n):
+        for _ in range(n):
+            c = rnd.choice(customers)
+            day = AS_OF - dt.timedelta(days=rnd.randrange(400))
+            if rnd.random() < 0.5:  # many ties: a few distinct margins and minutes
+                order(c, day.isoformat(), str(rnd.choice([10, 20, 30, 50])), "0")
+            else:
+                minutes = rnd.choice([5, 10, 15])
+                InteractionFactory(
+                    customer=c, staff=staff, minutes=minutes, occurred_at=at(day.isoformat())
+                )
+
+    activity(150)
+    metrics_refresh(as_of=AS_OF)
+    from crm.models import RankBoundary
+
+    assert RankBoundary.objects.count() == 18
+    for _round in range(3):
+        watermarks = _watermarks()
+        touched = rnd.sample(customers, 15)
+        for c in touched:
+            if rnd.random() < 0.5:
+                order(c, AS_OF.isoformat(), *rnd.choice([("10", "50"), ("15", "0"), ("200", "0")]))
+            else:
+                InteractionFactory(
+                    customer=c, staff=staff, minutes=60, occurred_at=at(AS_OF.isoformat())
+                )
+        customers += CustomerFactory.create_batch(2)
+        ids = [c.id for c in touched] + [c.id for c in customers[-2:]]
+        metrics_refresh(as_of=AS_OF, customer_ids=ids, events_after=watermarks)
+        fields = ("customer_id", "value_decile", "suggested_effort")
+        repaired = sorted(CustomerMetrics.objects.values_list(*fields))
+        boundaries = sorted(
+            RankBoundary.objects.values_list("kind", "tile", "value", "customer_id")
+        )
+        CustomerMetrics.objects.update(value_decile=None, suggested_effort=None)
+        metrics_refresh(as_of=AS_OF)
+        assert sorted(CustomerMetrics.objects.values_list(*fields)) == repaired
+        assert (
+            sorted(RankBoundary.objects.values_list("kind", "tile", "value", "customer_id"))
+            == boundaries
+        )
+    assert repairs == [True, True, True]  # the scoped refreshes repaired, not re-ranked
