@@ -122,8 +122,21 @@ class FollowUpAdmin(CustomerFKAdmin):
     autocomplete_fields = ("customer", "assigned_to", "interaction", "completed_by")
 
 
+class DerivedTableAdmin(admin.ModelAdmin):
+    """Read-only: the nightly job writes these tables."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(CustomerMetrics)
-class CustomerMetricsAdmin(admin.ModelAdmin):
+class CustomerMetricsAdmin(DerivedTableAdmin):
     list_display = (
         "customer",
         "status",
@@ -137,43 +150,16 @@ class CustomerMetricsAdmin(admin.ModelAdmin):
     list_select_related = ("customer",)
     show_full_result_count = False
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(CohortContribution)
-class CohortContributionAdmin(admin.ModelAdmin):
+class CohortContributionAdmin(DerivedTableAdmin):
     list_display = ("cohort", "month", "units")
     list_filter = ("cohort",)
     ordering = ("-cohort", "month")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(RankBoundary)
-class RankBoundaryAdmin(admin.ModelAdmin):
+class RankBoundaryAdmin(DerivedTableAdmin):
     list_display = ("kind", "tile", "value", "customer_id")
     list_filter = ("kind",)
     ordering = ("kind", "tile")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
