@@ -1,12 +1,15 @@
 """Per-customer derived metrics (crm.CustomerMetrics), refreshed set-based in SQL.
 
-One call aggregates orders and interactions per customer (all customers, or a given scope)
-with a few CTEs into a temporary staging table, adds each customer's payback day (one window
-sum over their events), writes only the metrics rows whose values differ, keeps the cohort
-table (crm.CohortContribution) in step, then moves status and the global ranks (value decile,
-suggested effort) in place where they change. No Python loop over customers. The same SQL
-runs on PostgreSQL (fast path: ``mode()`` ordered-set aggregates, ``= ANY(array)``) and on
-SQLite (portable variants of those two pieces).
+One call aggregates orders and interactions per customer (all customers with GROUP BYs, or
+a scope with per-customer index lookups) into a temporary staging table, adds each customer's
+payback day (one window sum over their events), writes only the metrics rows whose values
+differ, keeps the cohort table (crm.CohortContribution) in step, then moves status and the
+global ranks (value decile, suggested effort) in place where they change: re-ranked over
+everyone on a full refresh, repaired around the stored tile boundaries (crm.RankBoundary) on
+an incremental one. Each row records when time alone makes it stale (recheck_on), so that the
+caller can find the customers whose windows moved. No Python loop over customers. The same SQL
+runs on PostgreSQL (fast paths: ``mode()`` ordered-set aggregates, LATERAL lookups, parallel
+workers) and on SQLite (portable variants of those pieces).
 
 Definitions (domain.md): the window is the trailing ``CRM_METRICS_WINDOW_DAYS`` days up to and
 including ``as_of`` (local dates in ``TIME_ZONE``); lifetime is everything up to ``as_of``.
@@ -852,12 +855,14 @@ def metrics_refresh(
     Without `customer_ids` every customer is aggregated again (a full refresh). With them only
     those are (an incremental refresh): the caller must include every customer whose orders,
     interactions or customer columns changed or crossed a window edge since the previous
-    refresh (segments.jobs does). Nothing in a row moves by itself from day to day, except the
-    status (recomputed everywhere from the row's own dates) and the global ranks (value decile,
-    suggested effort), which are re-ranked over all customers; only rows whose values differ
-    are written. `events_after` ({"order": id, "interaction": id}, the previous refresh's
-    highest ids) lets an incremental refresh add only the new orders and interactions to the
-    cohort table; without it the cohort table is rebuilt.
+    refresh (segments.jobs does, with the rows whose recheck_on has come). Nothing in a row
+    moves by itself from day to day, except the status (recomputed everywhere from the row's
+    own dates) and the global ranks (value decile, suggested effort): an incremental refresh
+    repairs those from the boundaries the last refresh stored, a full one (or one without
+    usable boundaries) re-ranks everyone; only rows whose values differ are written.
+    `events_after` ({"order": id, "interaction": id}, the previous refresh's highest ids) lets
+    an incremental refresh add only the new orders and interactions to the cohort table and
+    keep settled payback days; without it the cohort table is rebuilt.
 
     Afterwards the temporary table CHANGED_TABLE lists the customers aggregated plus those
     whose status or ranks changed; Customer.status is copied where it differs. Atomic: all or
