@@ -191,8 +191,9 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
 
     With `keep_payback` (PostgreSQL, scoped, watermarks %(max_o)s and %(max_i)s given), a
     customer who had paid back, with the same acquisition date and cost and no order or
-    interaction above the watermarks, keeps the stored payback day: time alone cannot move it,
-    as later events come after it. The others get NULL, for _payback_sql to compute."""
+    interaction above the watermarks dated on or before the payback day, keeps the stored
+    payback day: the cumulative contribution up to that day is unchanged, and time alone cannot
+    move it. The others get NULL, for _payback_sql to compute."""
     pg = _pg()
     customer = Customer._meta.db_table
     order = Order._meta.db_table
@@ -249,6 +250,11 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
     cost = "i.minutes * COALESCE(u.hourly_cost, %(rate)s)"
     last_day = local_date("o.last_order_at")
     first_day = local_date("o.first_order_at")
+    # the first order / interaction above the watermarks (payback is kept if it comes later)
+    o_new = i_new = ""
+    if keep_payback:
+        o_new = "\n        MIN(CASE WHEN o.id > %(max_o)s THEN o.placed_at END) AS new_first_at,"
+        i_new = ",\n        MIN(CASE WHEN i.id > %(max_i)s THEN i.occurred_at END) AS new_first_at"
     o_aggs = f"""COUNT(*) AS order_count,
         SUM(CASE WHEN {in_window} THEN 1 ELSE 0 END) AS orders_window,
         SUM(CASE WHEN o.placed_at >= %(year_start)s THEN 1 ELSE 0 END) AS orders_year,
@@ -258,8 +264,7 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
         SUM(CASE WHEN {in_window} THEN o.margin ELSE 0 END) AS margin_window,
         SUM(o.revenue) AS revenue_lifetime,
         SUM(o.margin) AS margin_lifetime,
-        MIN(o.margin) AS min_margin,
-        MAX(o.id) AS max_id,
+        MIN(o.margin) AS min_margin,{o_new}
         MIN(CASE WHEN {in_window} THEN o.placed_at END) AS window_first_at,
         MIN(CASE WHEN o.placed_at >= %(year_start)s THEN o.placed_at END) AS year_first_at
         {modes_cols}"""
@@ -267,8 +272,7 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
         SUM(i.minutes) AS minutes_lifetime,
         ROUND(SUM(CASE WHEN {i_window} THEN {cost} ELSE 0 END) / 60.0, 2) AS cost_window,
         ROUND(SUM({cost}) / 60.0, 2) AS cost_lifetime,
-        MIN(CASE WHEN {i_window} THEN i.occurred_at END) AS window_first_at,
-        MAX(i.id) AS max_id"""
+        MIN(CASE WHEN {i_window} THEN i.occurred_at END) AS window_first_at{i_new}"""
     if lateral:
         ctes = ""
         joins = (
@@ -327,7 +331,8 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
         payback = (
             "CASE WHEN old.acquisition_date = s.acquisition_date "
             "AND old.acquisition_cost = s.acquisition_cost AND s.acquisition_date <= %(as_of)s "
-            "AND COALESCE(o.max_id, 0) <= %(max_o)s AND COALESCE(i.max_id, 0) <= %(max_i)s "
+            f"AND COALESCE({local_date('LEAST(o.new_first_at, i.new_first_at)')} "
+            "> old.acquisition_date + old.payback_days, TRUE) "
             "THEN old.payback_days END"
         )
     return f"""

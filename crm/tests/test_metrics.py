@@ -281,21 +281,31 @@ def _watermarks():
 
 def test_incremental_payback_keeps_a_settled_day_and_recomputes_after_new_events():
     cac = {"acquisition_date": dt.date(2026, 1, 1), "acquisition_cost": Decimal("100")}
-    kept, backdated, recosted = (CustomerFactory(**cac) for _ in range(3))
-    for c in (kept, backdated, recosted):
+    kept, later, backdated, same_day, recosted = (CustomerFactory(**cac) for _ in range(5))
+    for c in (kept, later, backdated, same_day, recosted):
         order(c, "2026-01-11", "150", "0")  # paid back on day 10
     InteractionFactory(customer=kept, minutes=5, occurred_at=at("2026-02-01"))
     metrics_refresh(as_of=AS_OF)
     assert set(CustomerMetrics.objects.values_list("payback_days", flat=True)) == {10}
     watermarks = _watermarks()
+    # New events after the payback day cannot move it, even a costly one.
+    InteractionFactory(customer=later, minutes=600, occurred_at=at("2026-01-12"))
     # A new (back-dated) interaction before the payback day costs 60: paid back only later.
     InteractionFactory(customer=backdated, minutes=90, occurred_at=at("2026-01-05"))
     order(backdated, "2026-03-02", "10", "0")
+    # On the payback day itself: the day's total falls below the cost (150 - 80).
+    InteractionFactory(customer=same_day, minutes=120, occurred_at=at("2026-01-11", hour=18))
     Customer.objects.filter(pk=recosted.pk).update(acquisition_cost=Decimal("200"))
-    ids = [kept.id, backdated.id, recosted.id]
+    ids = [kept.id, later.id, backdated.id, same_day.id, recosted.id]
     metrics_refresh(as_of=AS_OF, customer_ids=ids, events_after=watermarks)
     incremental = dict(CustomerMetrics.objects.values_list("customer_id", "payback_days"))
-    assert incremental == {kept.id: 10, backdated.id: 60, recosted.id: None}
+    assert incremental == {
+        kept.id: 10,
+        later.id: 10,
+        backdated.id: 60,
+        same_day.id: None,
+        recosted.id: None,
+    }
     metrics_refresh(as_of=AS_OF)
     assert dict(CustomerMetrics.objects.values_list("customer_id", "payback_days")) == incremental
 
