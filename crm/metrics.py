@@ -293,8 +293,8 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
                 "ON old.customer_id = s.customer_id"
             )
     else:
-        # Everyone: no join with the scope, so that each aggregation is one plain GROUP BY
-        # (the one over interactions can run in parallel workers).
+        # GROUP BYs; a full refresh does not join the scope, so that each aggregation is a
+        # plain GROUP BY (the one over interactions then runs in parallel workers).
         only = " JOIN scope s ON s.customer_id = {alias}.customer_id" if scoped else ""
         o_only, i_only = only.format(alias="o"), only.format(alias="i")
         ctes = f"""
