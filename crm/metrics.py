@@ -40,7 +40,8 @@ BUYER_WINDOW_DAYS = 365  # "regular" = 4+ orders in the trailing 365 days (domai
 REGULAR_MIN_ORDERS = 4
 STAGE_TABLE = "crm_metrics_stage"
 # Customers whose metrics row was recomputed or changed in the last refresh of this database
-# session (scope, changed values, new ranks or status): the membership step reads it.
+# session (scope, changed values, a new value decile or status): the membership step reads it.
+# A change of suggested effort alone is not recorded: no bucket rule reads it.
 CHANGED_TABLE = "crm_metrics_changed"
 SCOPE_TABLE = "crm_metrics_scope"  # the customers of a scoped refresh
 # Bumped when the table's meaning changes: the nightly job then runs a full refresh.
@@ -521,7 +522,7 @@ def _write_sql(*, scoped: bool) -> list[str]:
     ]
 
 
-def _record_update(cursor, *, set_sql: str, where: str, params: dict, from_sql: str = "") -> int:
+def _record_update(cursor, *, set_sql: str, where: str, params: dict) -> int:
     """UPDATE the metrics rows matching `where` and add their customers to CHANGED_TABLE.
 
     PostgreSQL: one statement (UPDATE ... RETURNING inside a CTE). SQLite: record, then update.
@@ -529,7 +530,7 @@ def _record_update(cursor, *, set_sql: str, where: str, params: dict, from_sql: 
     table = CustomerMetrics._meta.db_table
     if _pg():
         cursor.execute(
-            f"WITH u AS (UPDATE {table} SET {set_sql}{from_sql} WHERE {where} "  # noqa: S608
+            f"WITH u AS (UPDATE {table} SET {set_sql} WHERE {where} "  # noqa: S608
             f"RETURNING {table}.customer_id) "
             f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM u",
             params,
@@ -538,11 +539,11 @@ def _record_update(cursor, *, set_sql: str, where: str, params: dict, from_sql: 
     cursor.execute("DROP TABLE IF EXISTS crm_metrics_touch")
     cursor.execute(
         f"CREATE TEMPORARY TABLE crm_metrics_touch AS SELECT {table}.customer_id "  # noqa: S608
-        f"FROM {table}{from_sql.replace(' FROM ', ', ', 1)} WHERE {where}",
+        f"FROM {table} WHERE {where}",
         params,
     )
     cursor.execute(
-        f"UPDATE {table} SET {set_sql}{from_sql} WHERE {where} AND {table}.customer_id IN "  # noqa: S608
+        f"UPDATE {table} SET {set_sql} WHERE {where} AND {table}.customer_id IN "  # noqa: S608
         "(SELECT customer_id FROM crm_metrics_touch)",
         params,
     )
@@ -600,18 +601,21 @@ WHERE changed = {true} OR d_end = {true} OR e_end = {true}
 """  # noqa: S608
 
 
-def _ranks_full(cursor, params: dict) -> None:
+def _ranks_full(cursor) -> None:
     """Re-rank every customer (two sorts), write the ranks that changed and the boundaries."""
     table, bounds = CustomerMetrics._meta.db_table, RankBoundary._meta.db_table
     true = "TRUE" if _pg() else "1"
     cursor.execute(f"DROP TABLE IF EXISTS {RANKS_TABLE}")
     cursor.execute(_ranks_sql())
-    _record_update(
-        cursor,
-        set_sql="value_decile = r.decile, suggested_effort = r.effort",
-        from_sql=f" FROM {RANKS_TABLE} r",
-        where=f"r.customer_id = {table}.customer_id AND r.changed = {true}",
-        params=params,
+    # Recorded: the customers whose decile moves (bucket rules read it, not the effort).
+    cursor.execute(
+        f"INSERT INTO {CHANGED_TABLE} SELECT r.customer_id FROM {RANKS_TABLE} r "  # noqa: S608
+        f"JOIN {table} m ON m.customer_id = r.customer_id "
+        f"WHERE r.changed = {true} AND {_distinct('m.value_decile', 'r.decile')}"
+    )
+    cursor.execute(
+        f"UPDATE {table} SET value_decile = r.decile, suggested_effort = r.effort "  # noqa: S608
+        f"FROM {RANKS_TABLE} r WHERE r.customer_id = {table}.customer_id AND r.changed = {true}"
     )
     cursor.execute(f"DELETE FROM {bounds}")  # noqa: S608
     for kind, tile, value, flag in (
@@ -626,7 +630,7 @@ def _ranks_full(cursor, params: dict) -> None:
     cursor.execute(f"DROP TABLE {RANKS_TABLE}")
 
 
-def _ranks_repair(cursor, params: dict) -> bool:
+def _ranks_repair(cursor) -> bool:
     """Move the global ranks after an incremental refresh without sorting every customer.
 
     From the boundaries the last refresh stored (the sort key of the last row of tiles 1-9),
@@ -683,7 +687,7 @@ def _ranks_repair(cursor, params: dict) -> bool:
             if found is None:
                 return False
             new[kind][tile] = (found[0], found[1])
-    args, columns, tiles_sql, spans = {}, [], [], []
+    args, columns, tiles_sql, spans = {}, [], [], {kind: [] for kind in RANKS}
     for kind, (column, value, ranked, desc) in RANKS.items():
         key = f"({table}.{value}, {table}.customer_id)"
         later = "<" if desc else ">"
@@ -695,7 +699,7 @@ def _ranks_repair(cursor, params: dict) -> bool:
             low, high = sorted([old[kind][tile], new[kind][tile]])
             args[f"{name}_lo_v"], args[f"{name}_lo_id"] = low
             args[f"{name}_hi_v"], args[f"{name}_hi_id"] = high
-            spans.append(
+            spans[kind].append(
                 f"({ranked} AND {key} >= (%({name}_lo_v)s, %({name}_lo_id)s) "
                 f"AND {key} <= (%({name}_hi_v)s, %({name}_hi_id)s))"
             )
@@ -706,18 +710,25 @@ def _ranks_repair(cursor, params: dict) -> bool:
         f"{column.split('.')[1]} = {tile}" for column, tile in zip(columns, tiles_sql, strict=True)
     )
     changes = _distinct(f"({', '.join(columns)})", f"({', '.join(tiles_sql)})")
-    _record_update(  # the customers aggregated again: any tile
-        cursor,
-        set_sql=set_sql,
-        from_sql=f" FROM (SELECT DISTINCT customer_id FROM {CHANGED_TABLE}) ch",  # noqa: S608
-        where=f"ch.customer_id = {table}.customer_id AND {changes}",
-        params=args,
+    # The customers aggregated again (already in CHANGED_TABLE): any tile.
+    cursor.execute(
+        f"UPDATE {table} SET {set_sql} "  # noqa: S608
+        f"FROM (SELECT DISTINCT customer_id FROM {CHANGED_TABLE}) ch "
+        f"WHERE ch.customer_id = {table}.customer_id AND {changes}",
+        args,
     )
-    _record_update(  # everyone else: only between an old and a new boundary
-        cursor,
-        set_sql=set_sql,
-        where=f"({' OR '.join(spans)}) AND {changes}",
-        params=args,
+    # Everyone else: only between an old and a new boundary. Those whose decile moves are
+    # recorded (bucket rules read it; suggested effort is no rule field).
+    cursor.execute(
+        f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM {table} "  # noqa: S608
+        f"WHERE ({' OR '.join(spans['decile'])}) "
+        f"AND {_distinct(columns[0], tiles_sql[0])}",
+        args,
+    )
+    every_span = spans["decile"] + spans["effort"]
+    cursor.execute(
+        f"UPDATE {table} SET {set_sql} WHERE ({' OR '.join(every_span)}) AND {changes}",  # noqa: S608
+        args,
     )
     cursor.execute(f"DELETE FROM {bounds_table}")  # noqa: S608
     for kind, tiles in new.items():
@@ -932,8 +943,8 @@ def metrics_refresh(
             where=f"status <> {status_sql()}",
             params=params,
         )
-        if not (scoped and _ranks_repair(cursor, params)):
-            _ranks_full(cursor, params)
+        if not (scoped and _ranks_repair(cursor)):
+            _ranks_full(cursor)
         if _pg() and scoped:
             cursor.execute(f"ANALYZE {CHANGED_TABLE}")
         cursor.execute(_copy_status_sql(scoped=scoped))

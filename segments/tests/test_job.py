@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from crm.metrics import metrics_refresh
-from crm.models import CohortContribution, CustomerMetrics
+from crm.models import CohortContribution, CustomerMetrics, RankBoundary
 from crm.tests.factories import (
     CustomerFactory,
     InteractionFactory,
@@ -220,11 +220,20 @@ def _state(as_of):
 @pytest.mark.parametrize("seed", [1, 2])
 def test_incremental_equals_full(seed, monkeypatch):
     monkeypatch.setattr("segments.jobs.FULL_EVERY_DAYS", 1000)  # d2 is 45 days after d1
+    monkeypatch.setattr("crm.metrics.RANK_REPAIR_MIN_ROWS", 10)  # repair ranks, do not re-sort
     rnd = random.Random(seed)
-    Bucket.objects.create(name="Big", priority=1, rules=BIG_RULES)
+    Bucket.objects.create(
+        name="Top",
+        priority=1,
+        rules={
+            "op": "and",
+            "conditions": [{"field": "value_decile", "operator": "<=", "value": 3}],
+        },
+    )
+    Bucket.objects.create(name="Big", priority=2, rules=BIG_RULES)
     Bucket.objects.create(
         name="Quiet",
-        priority=2,
+        priority=3,
         rules={
             "op": "and",
             "conditions": [{"field": "status", "operator": "!=", "value": "active"}],
@@ -232,7 +241,7 @@ def test_incremental_equals_full(seed, monkeypatch):
     )
     Bucket.objects.create(
         name="Lapsing",
-        priority=3,
+        priority=4,
         rules={
             "op": "and",
             "conditions": [
@@ -396,3 +405,30 @@ def test_incremental_scope_is_what_changed_plus_what_time_made_stale():
     assert sorted(touched_customer_ids(last=last, as_of=next_day)) == sorted(
         [stale.id, edited.id, buyer.id, new.id]
     )
+
+
+@pytest.mark.django_db
+def test_incremental_moves_an_untouched_customer_whose_decile_changed(monkeypatch):
+    monkeypatch.setattr("crm.metrics.RANK_REPAIR_MIN_ROWS", 10)  # repair ranks, do not re-sort
+    top = Bucket.objects.create(
+        name="Top",
+        priority=1,
+        rules={
+            "op": "and",
+            "conditions": [{"field": "value_decile", "operator": "=", "value": 1}],
+        },
+    )
+    customers = CustomerFactory.create_batch(20)
+    for rank, c in enumerate(customers):
+        order(c, "2026-06-01", str(10 * (rank + 1)))  # the last two are the top decile
+        InteractionFactory(customer=c, minutes=rank + 1, occurred_at=at("2026-06-02"))
+    roi_recalculate(as_of=AS_OF)
+    assert RankBoundary.objects.count() == 18  # the next run repairs the ranks
+    members = CurrentMembership.objects.filter(bucket=top)
+    assert set(members.values_list("customer_id", flat=True)) == {c.id for c in customers[-2:]}
+    for c in customers[:2]:  # two others overtake them
+        order(c, "2026-06-30", "1000", revenue="1500")
+    incremental = roi_recalculate(as_of=AS_OF + dt.timedelta(days=1))
+    assert incremental.mode == "incremental"
+    assert incremental.counts["customers_refreshed"] == 2
+    assert set(members.values_list("customer_id", flat=True)) == {c.id for c in customers[:2]}
