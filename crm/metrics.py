@@ -522,35 +522,48 @@ def _write_sql(*, scoped: bool) -> list[str]:
     ]
 
 
-def _record_update(cursor, *, set_sql: str, where: str, params: dict) -> int:
-    """UPDATE the metrics rows matching `where` and add their customers to CHANGED_TABLE.
+STATUS_TABLE = "crm_metrics_status"  # scoped refresh: (customer_id, status) to copy to Customer
 
-    PostgreSQL: one statement (UPDATE ... RETURNING inside a CTE). SQLite: record, then update.
-    Returns the number of rows updated."""
+
+def _status_pass(cursor, params: dict, *, scoped: bool) -> None:
+    """Move the status of every metrics row whose status the date changes (one UPDATE of the
+    rows where it differs) and record those customers in CHANGED_TABLE, and on a scoped
+    refresh with their new status in STATUS_TABLE too.
+
+    PostgreSQL: one statement (data-modifying CTEs). SQLite: record, update, then copy."""
     table = CustomerMetrics._meta.db_table
+    set_sql, where = f"status = {status_sql()}", f"status <> {status_sql()}"
     if _pg():
+        into_status = (
+            f", c AS (INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM u) "  # noqa: S608
+            f"INSERT INTO {STATUS_TABLE} SELECT customer_id, status FROM u"
+            if scoped
+            else f" INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM u"  # noqa: S608
+        )
         cursor.execute(
             f"WITH u AS (UPDATE {table} SET {set_sql} WHERE {where} "  # noqa: S608
-            f"RETURNING {table}.customer_id) "
-            f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM u",
+            f"RETURNING {table}.customer_id, {table}.status){into_status}",
             params,
         )
-        return cursor.rowcount
+        return
     cursor.execute("DROP TABLE IF EXISTS crm_metrics_touch")
     cursor.execute(
-        f"CREATE TEMPORARY TABLE crm_metrics_touch AS SELECT {table}.customer_id "  # noqa: S608
+        f"CREATE TEMPORARY TABLE crm_metrics_touch AS SELECT customer_id "  # noqa: S608
         f"FROM {table} WHERE {where}",
         params,
     )
     cursor.execute(
-        f"UPDATE {table} SET {set_sql} WHERE {where} AND {table}.customer_id IN "  # noqa: S608
+        f"UPDATE {table} SET {set_sql} WHERE {where} AND customer_id IN "  # noqa: S608
         "(SELECT customer_id FROM crm_metrics_touch)",
         params,
     )
-    updated = cursor.rowcount
     cursor.execute(f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM crm_metrics_touch")  # noqa: S608
+    if scoped:
+        cursor.execute(
+            f"INSERT INTO {STATUS_TABLE} SELECT t.customer_id, m.status "  # noqa: S608
+            f"FROM crm_metrics_touch t JOIN {table} m ON m.customer_id = t.customer_id"
+        )
     cursor.execute("DROP TABLE crm_metrics_touch")
-    return updated
 
 
 # Global ranks (domain.md): value decile = NTILE(10) over lifetime contribution, descending;
@@ -699,8 +712,12 @@ def _ranks_repair(cursor) -> bool:
             low, high = sorted([old[kind][tile], new[kind][tile]])
             args[f"{name}_lo_v"], args[f"{name}_lo_id"] = low
             args[f"{name}_hi_v"], args[f"{name}_hi_id"] = high
+            # The plain range on the value lets the planner estimate the span from its
+            # statistics (and read it through the rank's index); the row comparisons cut it.
             spans[kind].append(
-                f"({ranked} AND {key} >= (%({name}_lo_v)s, %({name}_lo_id)s) "
+                f"({ranked} AND {table}.{value} >= %({name}_lo_v)s "
+                f"AND {table}.{value} <= %({name}_hi_v)s "
+                f"AND {key} >= (%({name}_lo_v)s, %({name}_lo_id)s) "
                 f"AND {key} <= (%({name}_hi_v)s, %({name}_hi_id)s))"
             )
         qualified = ranked.replace(value, f"{table}.{value}")
@@ -718,18 +735,26 @@ def _ranks_repair(cursor) -> bool:
         args,
     )
     # Everyone else: only between an old and a new boundary. Those whose decile moves are
-    # recorded (bucket rules read it; suggested effort is no rule field).
-    cursor.execute(
-        f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM {table} "  # noqa: S608
-        f"WHERE ({' OR '.join(spans['decile'])}) "
-        f"AND {_distinct(columns[0], tiles_sql[0])}",
-        args,
-    )
-    every_span = spans["decile"] + spans["effort"]
-    cursor.execute(
-        f"UPDATE {table} SET {set_sql} WHERE ({' OR '.join(every_span)}) AND {changes}",  # noqa: S608
-        args,
-    )
+    # recorded (bucket rules read it; suggested effort is no rule field). A row whose decile
+    # moves lies in a decile span, so the rows of every span can be recorded alike.
+    in_span = f"({' OR '.join(spans['decile'] + spans['effort'])}) AND {changes}"
+    if _pg():  # one pass: the old decile travels with the update
+        cursor.execute(
+            f"WITH moved AS (SELECT customer_id, value_decile AS was FROM {table} "  # noqa: S608
+            f"WHERE {in_span}), u AS (UPDATE {table} SET {set_sql} FROM moved "
+            f"WHERE moved.customer_id = {table}.customer_id "
+            f"RETURNING {table}.customer_id, moved.was, {table}.value_decile) "
+            f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM u "
+            f"WHERE {_distinct('was', 'value_decile')}",
+            args,
+        )
+    else:
+        cursor.execute(
+            f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM {table} "  # noqa: S608
+            f"WHERE {in_span} AND {_distinct(columns[0], tiles_sql[0])}",
+            args,
+        )
+        cursor.execute(f"UPDATE {table} SET {set_sql} WHERE {in_span}", args)  # noqa: S608
     cursor.execute(f"DELETE FROM {bounds_table}")  # noqa: S608
     for kind, tiles in new.items():
         for tile, (value, customer_id) in tiles.items():
@@ -827,19 +852,15 @@ def _cohorts_delta(cursor, params: dict) -> None:
 
 
 def _copy_status_sql(*, scoped: bool) -> str:
+    """UPDATE copying the status into Customer where it differs: from every metrics row, or on
+    a scoped refresh from STATUS_TABLE (the customers aggregated again and those whose status
+    the date moved; one index lookup each)."""
     table = CustomerMetrics._meta.db_table
     customer = Customer._meta.db_table
-    if not scoped:
-        return (
-            f"UPDATE {customer} AS c SET status = m.status FROM {table} m "  # noqa: S608
-            "WHERE m.customer_id = c.id AND c.status <> m.status"
-        )
-    # Driven by the (small) changed table: one index lookup per changed customer.
+    source = STATUS_TABLE if scoped else table
     return (
-        f"UPDATE {customer} AS c SET status = m.status "  # noqa: S608
-        f"FROM (SELECT DISTINCT customer_id FROM {CHANGED_TABLE}) ch "
-        f"JOIN {table} m ON m.customer_id = ch.customer_id "
-        "WHERE c.id = ch.customer_id AND c.status <> m.status"
+        f"UPDATE {customer} AS c SET status = m.status FROM {source} m "  # noqa: S608
+        "WHERE m.customer_id = c.id AND c.status <> m.status"
     )
 
 
@@ -932,20 +953,23 @@ def metrics_refresh(
             _cohorts_delta(cursor, params)
         for statement in _write_sql(scoped=scoped):
             cursor.execute(statement, params)
+        cursor.execute(f"DROP TABLE IF EXISTS {STATUS_TABLE}")
+        if scoped:  # the status to copy into Customer: the customers aggregated, and below
+            cursor.execute(  # those whose status the date moves
+                f"CREATE TEMPORARY TABLE {STATUS_TABLE} AS "  # noqa: S608
+                f"SELECT customer_id, status FROM {STAGE_TABLE}"
+            )
         cursor.execute(f"DROP TABLE {STAGE_TABLE}")
         cursor.execute(f"DROP TABLE IF EXISTS {SCOPE_TABLE}")
         if not incremental_cohorts:
             _cohorts_rebuild(cursor, params)
         # Status moves with the date for everyone: rewrite only the rows where it changes.
-        _record_update(
-            cursor,
-            set_sql=f"status = {status_sql()}",
-            where=f"status <> {status_sql()}",
-            params=params,
-        )
+        _status_pass(cursor, params, scoped=scoped)
         if not (scoped and _ranks_repair(cursor)):
             _ranks_full(cursor)
         if _pg() and scoped:
             cursor.execute(f"ANALYZE {CHANGED_TABLE}")
+            cursor.execute(f"ANALYZE {STATUS_TABLE}")
         cursor.execute(_copy_status_sql(scoped=scoped))
+        cursor.execute(f"DROP TABLE IF EXISTS {STATUS_TABLE}")
     return refreshed

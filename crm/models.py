@@ -216,7 +216,10 @@ class Customer(models.Model):
         ]
         indexes = [
             models.Index(fields=["owner", "id"], name="customer_owner_idx"),
-            models.Index(fields=["status", "id"], name="customer_status_idx"),
+            # No index on status: the nightly job rewrites it for thousands of customers, and
+            # with no indexed column changed those updates stay on their page (HOT) instead of
+            # adding an entry to each of the table's indexes (the trigram one is costly). A
+            # status covers a sixth or more of the customers: its filter walks the id order.
             # Sortable columns end with the id, the tiebreaker of every sort (crm.tables), so a
             # deep page walks one index instead of sorting the ties.
             models.Index(fields=["last_name", "first_name", "id"], name="customer_name_id_idx"),
@@ -630,9 +633,10 @@ class CustomerMetrics(models.Model):
                 condition=Q(buyer_type__in=BuyerType.values), name="metrics_buyer_type_valid"
             ),
         ]
+        # Value decile, buyer type and preferred channel are not indexed: ten values or fewer,
+        # so a filter on one reads a tenth of the table or more, and each index would make
+        # every nightly rewrite of a row dearer (migration 0010; fill factor 85 there too).
         indexes = [
-            models.Index(fields=["value_decile"], name="metrics_decile_idx"),
-            models.Index(fields=["buyer_type"], name="metrics_buyer_type_idx"),
             # Value decile order (contribution, then id, both descending): walked backwards
             # by the incremental repair of the ranks (crm.metrics).
             models.Index(
@@ -644,7 +648,6 @@ class CustomerMetrics(models.Model):
                 name="metrics_minutes_rank_idx",
                 condition=Q(minutes_window__gt=0),
             ),
-            models.Index(fields=["preferred_channel"], name="metrics_channel_idx"),
             models.Index(fields=["last_order_at"], name="metrics_last_order_idx"),
             models.Index(fields=["refreshed_at"], name="metrics_refreshed_idx"),
             models.Index(fields=["recheck_on"], name="metrics_recheck_idx"),

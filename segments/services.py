@@ -185,13 +185,33 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
         insert += "JOIN segments_tmp_branch b ON b.branch = s.branch"
         cur.execute(insert, params)
         cur.execute("ANALYZE segments_tmp_assignment")  # temp tables get no autovacuum stats
+        distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
+        # The customers whose bucket or reason differs from their current membership, or who
+        # have none yet: usually a small share of those evaluated. Every write below is driven
+        # by this table (index lookups), not by a join with each membership table. The open
+        # history row always agrees with the current membership: both are written only here,
+        # in one transaction, and buckets with members cannot be deleted (PROTECT).
+        cur.execute("DROP TABLE IF EXISTS segments_tmp_change")
+        cur.execute(
+            "CREATE TEMP TABLE segments_tmp_change" + on_commit + " AS "  # noqa: S608
+            "SELECT t.customer_id, t.bucket_id, t.reason, "
+            "CASE WHEN c.customer_id IS NULL THEN 1 ELSE 0 END AS is_new, "
+            f"CASE WHEN c.customer_id IS NULL OR c.bucket_id {distinct} t.bucket_id "
+            "THEN 1 ELSE 0 END AS moved "
+            "FROM segments_tmp_assignment t "
+            "LEFT JOIN segments_currentmembership c ON c.customer_id = t.customer_id "
+            f"WHERE c.customer_id IS NULL OR c.bucket_id {distinct} t.bucket_id "
+            f"OR c.reason {distinct} t.reason"
+        )
+        if postgres:
+            cur.execute("ANALYZE segments_tmp_change")
         cur.execute(
             """UPDATE segments_bucketmembership
                 SET left_on = CASE WHEN %s > entered_on THEN %s ELSE entered_on END
-                FROM segments_tmp_assignment t
+                FROM segments_tmp_change t
                 WHERE segments_bucketmembership.customer_id = t.customer_id
                   AND segments_bucketmembership.left_on IS NULL
-                  AND segments_bucketmembership.bucket_id IS DISTINCT FROM t.bucket_id""",
+                  AND t.moved = 1""",
             [as_of, as_of],
         )
         left = cur.rowcount
@@ -199,9 +219,10 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
             """INSERT INTO segments_bucketmembership (customer_id, bucket_id, entered_on,
                                                        left_on, reason)
                 SELECT t.customer_id, t.bucket_id, %s, NULL, t.reason
-                FROM segments_tmp_assignment t
-                WHERE NOT EXISTS (SELECT 1 FROM segments_bucketmembership m
-                                  WHERE m.customer_id = t.customer_id AND m.left_on IS NULL)""",
+                FROM segments_tmp_change t
+                WHERE t.moved = 1 AND NOT EXISTS (
+                    SELECT 1 FROM segments_bucketmembership m
+                    WHERE m.customer_id = t.customer_id AND m.left_on IS NULL)""",
             [as_of],
         )
         entered = cur.rowcount
@@ -210,28 +231,26 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
         cur.execute(
             """UPDATE segments_currentmembership
                 SET bucket_id = t.bucket_id,
-                    since = CASE WHEN segments_currentmembership.bucket_id
-                                      IS DISTINCT FROM t.bucket_id
-                                 THEN %s ELSE segments_currentmembership.since END,
+                    since = CASE WHEN t.moved = 1 THEN %s
+                                 ELSE segments_currentmembership.since END,
                     reason = t.reason
-                FROM segments_tmp_assignment t
-                WHERE segments_currentmembership.customer_id = t.customer_id
-                  AND (segments_currentmembership.bucket_id IS DISTINCT FROM t.bucket_id
-                       OR segments_currentmembership.reason IS DISTINCT FROM t.reason)""",
+                FROM segments_tmp_change t
+                WHERE segments_currentmembership.customer_id = t.customer_id""",
             [as_of],
         )
         cur.execute(
             """INSERT INTO segments_currentmembership (customer_id, bucket_id, since, reason)
                 SELECT t.customer_id, t.bucket_id, %s, t.reason
-                FROM segments_tmp_assignment t
-                WHERE NOT EXISTS (SELECT 1 FROM segments_currentmembership c
-                                  WHERE c.customer_id = t.customer_id)""",
+                FROM segments_tmp_change t WHERE t.is_new = 1""",
             [as_of],
         )
-        distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
+        # The bucket copied into the metrics rows: from the changes when a scope was given;
+        # checked for every customer evaluated otherwise (a full refresh also repairs copies).
+        everyone = scope_table is None and customer_ids is None
+        source = "segments_tmp_assignment" if everyone else "segments_tmp_change"
         cur.execute(
             f"""UPDATE crm_customermetrics SET bucket_id = t.bucket_id
-                FROM segments_tmp_assignment t
+                FROM {source} t
                 WHERE crm_customermetrics.customer_id = t.customer_id
                   AND crm_customermetrics.bucket_id {distinct} t.bucket_id"""  # noqa: S608
         )
@@ -239,6 +258,7 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
         counts = dict(cur.fetchall())
         cur.execute("DROP TABLE segments_tmp_assignment")
         cur.execute("DROP TABLE segments_tmp_branch")
+        cur.execute("DROP TABLE segments_tmp_change")
     return {
         "counts": counts,
         "entered": entered,

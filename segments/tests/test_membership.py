@@ -36,7 +36,7 @@ def current(customer):
 
 def test_exclusive_by_priority_and_unsegmented(setup, django_assert_max_num_queries):
     high, seoul, a, b, c = setup
-    with django_assert_max_num_queries(19):  # a fixed number, whatever the customer count
+    with django_assert_max_num_queries(23):  # a fixed number, whatever the customer count
         result = memberships_refresh(as_of=DAY1)
     assert result["counts"] == {high.pk: 1, seoul.pk: 1, None: 1}
     assert current(a).bucket == high
@@ -120,6 +120,37 @@ def test_or_rules_give_the_matching_branch_as_reason():
     found, reason = selectors.bucket_for_customer(customer)
     assert found == bucket
     assert "condition 2" in reason and "Service effort" in reason
+
+
+@pytest.mark.parametrize("scoped", [False, True])
+def test_a_new_reason_in_the_same_bucket_keeps_since_and_history(scoped):
+    bucket = BucketFactory(
+        name="Either",
+        priority=1,
+        rules={
+            "op": "or",
+            "conditions": [
+                {"field": "city", "operator": "=", "value": "Busan"},
+                {"field": "effort", "operator": ">=", "value": 8},
+            ],
+        },
+    )
+    customer = CustomerFactory(service_effort=9, city="Seoul")
+    other = CustomerFactory(service_effort=9, city="Seoul")
+    memberships_refresh(as_of=DAY1)
+    assert "condition 2" in current(customer).reason
+    customer.city, customer.service_effort = "Busan", 1
+    customer.save(update_fields=["city", "service_effort"])
+    scope = {"customer_ids": [customer.pk]} if scoped else {}
+    result = memberships_refresh(as_of=DAY2, **scope)
+    assert result["entered"] == 0 and result["left"] == 0
+    row = current(customer)
+    assert row.bucket == bucket and row.since == DAY1
+    assert "condition 1" in row.reason and "City" in row.reason
+    assert [
+        (m.bucket, m.entered_on, m.left_on) for m in selectors.membership_history(customer)
+    ] == [(bucket, DAY1, None)]
+    assert "condition 2" in current(other).reason and current(other).since == DAY1
 
 
 def test_bucket_with_rules_that_no_longer_validate_is_skipped(setup):
