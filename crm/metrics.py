@@ -486,38 +486,29 @@ def _differs(left: str, right: str, columns: list[str]) -> str:
 def _write_sql(*, scoped: bool) -> list[str]:
     """Statements writing the staging table into the metrics table, touching only rows whose
     values differ (an unchanged customer costs a comparison, not a write), and recording in
-    CHANGED_TABLE the customers aggregated (scoped) or whose row changed or is new (full)."""
+    CHANGED_TABLE the customers aggregated (scoped) or whose row changed or is new (full).
+
+    One join of the staging table with the metrics table finds both the rows that differ and
+    the customers without a row (crm_metrics_diff.missing); the update and the insert read it.
+    """
     table = CustomerMetrics._meta.db_table
     cols = ", ".join(_STAGE_COLUMNS)
     sets = ", ".join(f"{c} = s.{c}" for c in _STAGE_COLUMNS)
     staged = ", ".join(f"s.{c}" for c in _STAGE_COLUMNS)
-    missing = f"NOT EXISTS (SELECT 1 FROM {table} m WHERE m.customer_id = s.customer_id)"  # noqa: S608
-    record = (
-        f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM {STAGE_TABLE}"  # noqa: S608
-        if scoped
-        else f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM crm_metrics_diff "  # noqa: S608
-        f"UNION ALL SELECT s.customer_id FROM {STAGE_TABLE} s WHERE {missing}"
-    )
-    insert = (
-        f"INSERT INTO {table} (customer_id, {cols}, refreshed_at) "  # noqa: S608
-        f"SELECT s.customer_id, {staged}, %(now)s FROM {STAGE_TABLE} s WHERE {missing}"
-    )
-    if scoped and _pg():  # one index probe per staged row, not an anti-join with every row
-        insert = (
-            f"INSERT INTO {table} (customer_id, {cols}, refreshed_at) "  # noqa: S608
-            f"SELECT s.customer_id, {staged}, %(now)s FROM {STAGE_TABLE} s "
-            "ON CONFLICT (customer_id) DO NOTHING"
-        )
+    recorded = STAGE_TABLE if scoped else "crm_metrics_diff"
     return [
         "DROP TABLE IF EXISTS crm_metrics_diff",
-        f"CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id "  # noqa: S608
-        f"FROM {STAGE_TABLE} s JOIN {table} m ON m.customer_id = s.customer_id "
-        f"WHERE {_differs('m', 's', _STAGE_COLUMNS)}",
-        record,
+        "CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id, "  # noqa: S608
+        "CASE WHEN m.customer_id IS NULL THEN 1 ELSE 0 END AS missing "
+        f"FROM {STAGE_TABLE} s LEFT JOIN {table} m ON m.customer_id = s.customer_id "
+        f"WHERE m.customer_id IS NULL OR {_differs('m', 's', _STAGE_COLUMNS)}",
+        f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM {recorded}",  # noqa: S608
         f"UPDATE {table} SET {sets}, refreshed_at = %(now)s "  # noqa: S608
         f"FROM {STAGE_TABLE} s WHERE s.customer_id = {table}.customer_id "
-        "AND s.customer_id IN (SELECT customer_id FROM crm_metrics_diff)",
-        insert,
+        "AND s.customer_id IN (SELECT customer_id FROM crm_metrics_diff WHERE missing = 0)",
+        f"INSERT INTO {table} (customer_id, {cols}, refreshed_at) "  # noqa: S608
+        f"SELECT s.customer_id, {staged}, %(now)s FROM {STAGE_TABLE} s "
+        "JOIN crm_metrics_diff d ON d.customer_id = s.customer_id WHERE d.missing = 1",
         "DROP TABLE crm_metrics_diff",
     ]
 
@@ -940,8 +931,11 @@ def metrics_refresh(
         )
         if payback_first:
             cursor.execute(f"DROP TABLE {PAYBACK_TABLE}")
-        if _pg():
-            cursor.execute(f"ANALYZE {STAGE_TABLE}")  # temporary tables get no autovacuum
+        if _pg():  # temporary tables get no autovacuum; the joins and filters use these columns
+            cursor.execute(
+                f"ANALYZE {STAGE_TABLE} (customer_id, acquisition_cost, acquisition_date, "
+                "payback_days, margin_lifetime, min_margin, acquisition_month)"
+            )
         cursor.execute(_negative_costs_sql(), params)
         params["negative_costs"] = cursor.fetchone()[0]
         if not payback_first:
