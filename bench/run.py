@@ -124,9 +124,11 @@ def main() -> int:
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
             pg_version = cursor.fetchone()[0]
+            cursor.execute("SHOW shared_buffers")
+            shared_buffers = cursor.fetchone()[0]
         versions = {
             "Django": dj.get_version(),
-            "PostgreSQL": pg_version,
+            "PostgreSQL": f"{pg_version} (shared_buffers {shared_buffers})",
             "psycopg": psycopg.__version__,
         }
         scale = (

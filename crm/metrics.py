@@ -44,6 +44,8 @@ STAGE_TABLE = "crm_metrics_stage"
 # A change of suggested effort alone is not recorded: no bucket rule reads it.
 CHANGED_TABLE = "crm_metrics_changed"
 SCOPE_TABLE = "crm_metrics_scope"  # the customers of a scoped refresh
+# Customers whose metrics row the last refresh of this database session created.
+NEW_TABLE = "crm_metrics_new"
 # Bumped when the table's meaning changes: the nightly job then runs a full refresh.
 METRICS_VERSION = 3
 UNITS = CohortContribution.UNITS_PER_CURRENCY  # exact integer money: 1/6000 of the currency
@@ -509,6 +511,9 @@ def _write_sql(*, scoped: bool) -> list[str]:
         f"INSERT INTO {table} (customer_id, {cols}, refreshed_at) "  # noqa: S608
         f"SELECT s.customer_id, {staged}, %(now)s FROM {STAGE_TABLE} s "
         "JOIN crm_metrics_diff d ON d.customer_id = s.customer_id WHERE d.missing = 1",
+        f"DROP TABLE IF EXISTS {NEW_TABLE}",
+        f"CREATE TEMPORARY TABLE {NEW_TABLE} AS "  # noqa: S608
+        "SELECT customer_id FROM crm_metrics_diff WHERE missing = 1",
         "DROP TABLE crm_metrics_diff",
     ]
 
@@ -893,8 +898,9 @@ def metrics_refresh(
     keep settled payback days; without it the cohort table is rebuilt.
 
     Afterwards the temporary table CHANGED_TABLE lists the customers aggregated plus those
-    whose status or ranks changed; Customer.status is copied where it differs. Atomic: all or
-    nothing. Raises ValueError for a missing date.
+    whose status or ranks changed, and NEW_TABLE those whose metrics row was created;
+    Customer.status is copied where it differs. Atomic: all or nothing. Raises ValueError for
+    a missing date.
     """
     if not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime):
         raise ValueError("as_of must be a date.")

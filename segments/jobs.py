@@ -18,7 +18,13 @@ from django.db.models import Case, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from crm.metrics import CHANGED_TABLE, METRICS_VERSION, metrics_params, metrics_refresh
+from crm.metrics import (
+    CHANGED_TABLE,
+    METRICS_VERSION,
+    NEW_TABLE,
+    metrics_params,
+    metrics_refresh,
+)
 from crm.metrics import start_of_day as metrics_start_of_day
 from crm.models import Customer, CustomerMetrics, Interaction, Order, SocialProfile
 
@@ -355,9 +361,11 @@ def _membership_scope(*, last: JobRun, as_of: dt.date, signature: list) -> str |
 
 
 def _memberships_refresh(*, as_of: dt.date, scope_table: str | None) -> dict:
-    from .services import memberships_refresh
+    from .services import bucket_copies_repair, memberships_refresh
 
     result = memberships_refresh(as_of=as_of, scope_table=scope_table)
+    if scope_table is not None:  # the bucket copy of metrics rows created tonight
+        bucket_copies_repair(customers_table=NEW_TABLE)
     evaluated = sum(result.get("counts", {}).values())
     return {"entered": result.get("entered"), "left": result.get("left"), "evaluated": evaluated}
 
@@ -447,8 +455,8 @@ def roi_recalculate(
                     with connection.cursor() as cur:
                         cur.execute("SET LOCAL enable_nestloop = on")
                 with connection.cursor() as cur:
-                    cur.execute(f"DROP TABLE IF EXISTS {SCOPE_TABLE}")
-                    cur.execute(f"DROP TABLE IF EXISTS {CHANGED_TABLE}")
+                    for name in (SCOPE_TABLE, CHANGED_TABLE, NEW_TABLE):
+                        cur.execute(f"DROP TABLE IF EXISTS {name}")
                 if progress:
                     progress("snapshots")
                 aggregates = selectors.roi_aggregates(as_of=as_of)

@@ -190,18 +190,33 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
         # have none yet: usually a small share of those evaluated. Every write below is driven
         # by this table (index lookups), not by a join with each membership table. The open
         # history row always agrees with the current membership: both are written only here,
-        # in one transaction, and buckets with members cannot be deleted (PROTECT).
+        # in one transaction, and buckets with members cannot be deleted (PROTECT). When
+        # everyone is evaluated, customers whose metrics row carries another bucket are added
+        # too, so that a full refresh repairs every copy (see bucket_copies_repair).
+        current_differs = (
+            f"c.customer_id IS NULL OR c.bucket_id {distinct} t.bucket_id "
+            f"OR c.reason {distinct} t.reason"
+        )
+        everyone = scope_table is None and customer_ids is None
+        copies = (
+            "LEFT JOIN crm_customermetrics m ON m.customer_id = t.customer_id " if everyone else ""
+        )
+        copy_differs = (
+            f" OR (m.customer_id IS NOT NULL AND m.bucket_id {distinct} t.bucket_id)"
+            if everyone
+            else ""
+        )
         cur.execute("DROP TABLE IF EXISTS segments_tmp_change")
         cur.execute(
             "CREATE TEMP TABLE segments_tmp_change" + on_commit + " AS "  # noqa: S608
             "SELECT t.customer_id, t.bucket_id, t.reason, "
             "CASE WHEN c.customer_id IS NULL THEN 1 ELSE 0 END AS is_new, "
             f"CASE WHEN c.customer_id IS NULL OR c.bucket_id {distinct} t.bucket_id "
-            "THEN 1 ELSE 0 END AS moved "
+            "THEN 1 ELSE 0 END AS moved, "
+            f"CASE WHEN {current_differs} THEN 1 ELSE 0 END AS stale "
             "FROM segments_tmp_assignment t "
             "LEFT JOIN segments_currentmembership c ON c.customer_id = t.customer_id "
-            f"WHERE c.customer_id IS NULL OR c.bucket_id {distinct} t.bucket_id "
-            f"OR c.reason {distinct} t.reason"
+            f"{copies}WHERE {current_differs}{copy_differs}"
         )
         if postgres:
             cur.execute("ANALYZE segments_tmp_change")
@@ -235,7 +250,7 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
                                  ELSE segments_currentmembership.since END,
                     reason = t.reason
                 FROM segments_tmp_change t
-                WHERE segments_currentmembership.customer_id = t.customer_id""",
+                WHERE segments_currentmembership.customer_id = t.customer_id AND t.stale = 1""",
             [as_of],
         )
         cur.execute(
@@ -244,13 +259,9 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
                 FROM segments_tmp_change t WHERE t.is_new = 1""",
             [as_of],
         )
-        # The bucket copied into the metrics rows: from the changes when a scope was given;
-        # checked for every customer evaluated otherwise (a full refresh also repairs copies).
-        everyone = scope_table is None and customer_ids is None
-        source = "segments_tmp_assignment" if everyone else "segments_tmp_change"
-        cur.execute(
+        cur.execute(  # the bucket copied into the metrics rows (for the ROI aggregates)
             f"""UPDATE crm_customermetrics SET bucket_id = t.bucket_id
-                FROM {source} t
+                FROM segments_tmp_change t
                 WHERE crm_customermetrics.customer_id = t.customer_id
                   AND crm_customermetrics.bucket_id {distinct} t.bucket_id"""  # noqa: S608
         )
@@ -265,6 +276,23 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
         "left": left,
         "skipped": [b.pk for b in assignment.skipped],
     }
+
+
+def bucket_copies_repair(*, customers_table: str) -> int:
+    """Copy the current bucket into the metrics rows of the customers in `customers_table` (a
+    temporary table of customer_id) where it differs: for metrics rows created after their
+    customer's last evaluation, which a scoped memberships_refresh does not look at unless the
+    membership changes. One UPDATE; returns the number of rows fixed."""
+    distinct = "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
+    with connection.cursor() as cur:
+        cur.execute(
+            f"""UPDATE crm_customermetrics SET bucket_id = c.bucket_id
+                FROM {customers_table} n
+                JOIN segments_currentmembership c ON c.customer_id = n.customer_id
+                WHERE crm_customermetrics.customer_id = n.customer_id
+                  AND crm_customermetrics.bucket_id {distinct} c.bucket_id"""  # noqa: S608
+        )
+        return cur.rowcount
 
 
 def buckets_ensure(*, specs: list[dict], user=None) -> tuple[list[Bucket], int]:

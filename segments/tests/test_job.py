@@ -312,6 +312,26 @@ def test_incremental_moves_an_untouched_customer_whose_days_since_cross_a_rule()
 
 
 @pytest.mark.django_db
+def test_incremental_copies_the_bucket_into_a_metrics_row_made_after_the_evaluation():
+    """A customer evaluated without a metrics row (e.g. created while a run was going) keeps
+    the same membership when the row appears: the row still gets the bucket, and the
+    snapshot counts the customer in it."""
+    bucket = big_bucket()
+    late = CustomerFactory()
+    order(late, "2026-06-01", "10")
+    order(late, "2026-06-02", "10")
+    roi_recalculate(as_of=AS_OF)
+    assert CurrentMembership.objects.get(customer=late).bucket == bucket
+    CustomerMetrics.objects.filter(customer=late).delete()
+    order(late, "2026-06-30", "10")  # in scope tonight; still Big
+    run = roi_recalculate(as_of=AS_OF + dt.timedelta(days=1))
+    assert run.mode == "incremental" and run.counts["memberships"]["entered"] == 0
+    assert CustomerMetrics.objects.get(customer=late).bucket_id == bucket.pk
+    snap = RoiSnapshot.objects.get(date=AS_OF + dt.timedelta(days=1), bucket=bucket)
+    assert snap.customers == 1
+
+
+@pytest.mark.django_db
 def test_incremental_reevaluates_everyone_after_a_bucket_changes():
     bucket = big_bucket()
     customers = CustomerFactory.create_batch(3)

@@ -4,6 +4,8 @@ import datetime as dt
 
 import pytest
 
+from crm.metrics import metrics_refresh
+from crm.models import CustomerMetrics
 from crm.tests.factories import CustomerFactory
 from segments import selectors
 from segments.models import BucketMembership, CurrentMembership
@@ -151,6 +153,21 @@ def test_a_new_reason_in_the_same_bucket_keeps_since_and_history(scoped):
         (m.bucket, m.entered_on, m.left_on) for m in selectors.membership_history(customer)
     ] == [(bucket, DAY1, None)]
     assert "condition 2" in current(other).reason and current(other).since == DAY1
+
+
+def test_a_refresh_of_everyone_repairs_stale_bucket_copies(setup):
+    """A metrics row made after the customer's last evaluation (bucket empty) gets the bucket
+    even though the membership itself does not change."""
+    high, seoul, a, b, c = setup
+    metrics_refresh(as_of=DAY1)
+    memberships_refresh(as_of=DAY1)
+    assert CustomerMetrics.objects.get(customer=a).bucket_id == high.pk
+    CustomerMetrics.objects.filter(customer=a).update(bucket_id=None)
+    result = memberships_refresh(as_of=DAY2)
+    assert result["entered"] == 0 and result["left"] == 0
+    assert CustomerMetrics.objects.get(customer=a).bucket_id == high.pk
+    assert current(a).since == DAY1
+    assert BucketMembership.objects.filter(customer=a).count() == 1
 
 
 def test_bucket_with_rules_that_no_longer_validate_is_skipped(setup):
