@@ -216,10 +216,11 @@ class Customer(models.Model):
         ]
         indexes = [
             models.Index(fields=["owner", "id"], name="customer_owner_idx"),
-            # No index on status: the nightly job rewrites it for thousands of customers, and
-            # with no indexed column changed those updates stay on their page (HOT) instead of
-            # adding an entry to each of the table's indexes (the trigram one is costly). A
-            # status covers a sixth or more of the customers: its filter walks the id order.
+            # Sorting the list by status needs it. The nightly job pays for it: each status it
+            # copies is a non-HOT update into every index of this table (about 170 µs a row;
+            # 7x less without this index), which a sort of every customer would cost each time
+            # someone sorts (1.2 s at 1M customers, against 80 ms with it).
+            models.Index(fields=["status", "id"], name="customer_status_idx"),
             # Sortable columns end with the id, the tiebreaker of every sort (crm.tables), so a
             # deep page walks one index instead of sorting the ties.
             models.Index(fields=["last_name", "first_name", "id"], name="customer_name_id_idx"),

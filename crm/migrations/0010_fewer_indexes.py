@@ -1,10 +1,4 @@
-"""Fewer indexes where the nightly job writes, and room for HOT updates.
-
-Customer status: the job copies it for thousands of customers a night; without an index on
-it (and with no other indexed column changed) each of those updates stays on its page (HOT)
-instead of adding an entry to each of the customer table's fourteen indexes, the trigram one
-among them: about 7x cheaper. A status covers a sixth or more of the customers, so its filter
-walks the list's id order; a sort by status costs a sort.
+"""Fewer indexes on the metrics table, and room for HOT updates.
 
 Value decile, buyer type and preferred channel have ten values or fewer: a filter on them
 reads a tenth or more of the table, which no index makes faster than walking the customers in
@@ -34,7 +28,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RemoveIndex(model_name="customer", name="customer_status_idx"),
         migrations.RemoveIndex(model_name="customermetrics", name="metrics_decile_idx"),
         migrations.RemoveIndex(model_name="customermetrics", name="metrics_buyer_type_idx"),
         migrations.RemoveIndex(model_name="customermetrics", name="metrics_channel_idx"),
