@@ -105,8 +105,9 @@ def test_only_the_given_customers_are_evaluated(setup):
     assert CurrentMembership.objects.count() == 1
 
 
-def test_or_rules_give_the_matching_branch_as_reason():
-    bucket = BucketFactory(
+def either_bucket():
+    """Busan, or service effort 8 or more: two branches, each its own reason."""
+    return BucketFactory(
         name="Either",
         priority=1,
         rules={
@@ -117,6 +118,10 @@ def test_or_rules_give_the_matching_branch_as_reason():
             ],
         },
     )
+
+
+def test_or_rules_give_the_matching_branch_as_reason():
+    bucket = either_bucket()
     customer = CustomerFactory(service_effort=9, city="Seoul")
     memberships_refresh(as_of=DAY1)
     found, reason = selectors.bucket_for_customer(customer)
@@ -126,17 +131,7 @@ def test_or_rules_give_the_matching_branch_as_reason():
 
 @pytest.mark.parametrize("scoped", [False, True])
 def test_a_new_reason_in_the_same_bucket_keeps_since_and_history(scoped):
-    bucket = BucketFactory(
-        name="Either",
-        priority=1,
-        rules={
-            "op": "or",
-            "conditions": [
-                {"field": "city", "operator": "=", "value": "Busan"},
-                {"field": "effort", "operator": ">=", "value": 8},
-            ],
-        },
-    )
+    bucket = either_bucket()
     customer = CustomerFactory(service_effort=9, city="Seoul")
     other = CustomerFactory(service_effort=9, city="Seoul")
     memberships_refresh(as_of=DAY1)
