@@ -18,6 +18,7 @@ Ties in "favourite" values go to the alphabetically first value.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterable
@@ -35,6 +36,7 @@ from .models import (
     RankBoundary,
     User,
 )
+from .side_query import SideQuery, side_query
 
 BUYER_WINDOW_DAYS = 365  # "regular" = 4+ orders in the trailing 365 days (domain.md)
 REGULAR_MIN_ORDERS = 4
@@ -125,6 +127,12 @@ def _month_start(date_expr: str) -> str:
         if _pg()
         else f"date({date_expr}, 'start of month')"
     )
+
+
+def _acquisition_month(acquisition_date: str, first_order_day: str) -> str:
+    """SQL: the customer's cohort (domain.md): the month of acquisition, or else of the first
+    order."""
+    return _month_start(f"COALESCE({acquisition_date}, {first_order_day})")
 
 
 def _days_between(later: str, earlier: str) -> str:
@@ -368,7 +376,7 @@ SELECT s.customer_id,
     COALESCE(o.margin_window, 0) - COALESCE(i.cost_window, 0) AS contribution_window,
     COALESCE(o.margin_lifetime, 0) - COALESCE(i.cost_lifetime, 0) AS contribution_lifetime,
     {payback} AS payback_days,
-    {_month_start(f"COALESCE(s.acquisition_date, {first_day})")} AS acquisition_month,
+    {_acquisition_month("s.acquisition_date", first_day)} AS acquisition_month,
     COALESCE({last_day}, s.acquisition_date, {local_date("s.created_at")}) AS status_from,
     {local_date("s.cancelled_at")} AS cancelled_on,
     s.service_effort,
@@ -781,21 +789,49 @@ def _cohort_events_sql(*, customers: str, cohort: str, sign: str, extra: str = "
     )
 
 
-def _cohorts_rebuild(cursor, params: dict) -> None:
-    """Recompute CohortContribution from every order and interaction (after the metrics write)."""
-    cells, table = CohortContribution._meta.db_table, CustomerMetrics._meta.db_table
-    events = _cohort_events_sql(
-        customers=f"SELECT customer_id, acquisition_month FROM {table}",  # noqa: S608
-        cohort="acquisition_month",
-        sign="1",
+def _cohorts_sql(table: str | None = None) -> str:
+    """SELECT of the CohortContribution rows (cohort, month, units) from every order and
+    interaction: a plain SELECT, unlike INSERT ... SELECT, may run in parallel workers (about
+    twice as fast on two cores), and its result is small. The customers' cohorts come from
+    `table` (customer_id, acquisition_month), by default the metrics table."""
+    table = table or CustomerMetrics._meta.db_table
+    customers = f"SELECT customer_id, acquisition_month FROM {table}"  # noqa: S608
+    events = _cohort_events_sql(customers=customers, cohort="acquisition_month", sign="1")
+    return f"SELECT cohort, month, SUM(units) FROM ({events}) e GROUP BY cohort, month"  # noqa: S608
+
+
+SIDE_COHORT_TABLE = "crm_metrics_cohort_side"  # unlogged: written by a second connection
+
+
+def _side_cohorts_statements(params: dict) -> list[tuple[str, dict | None]]:
+    """Statements for a second connection, which cannot see this one's writes: the customers'
+    cohorts derived from the customer and order tables as the staging step derives them, in an
+    unlogged table (a temporary one would keep the next SELECT out of parallel workers), then
+    the cohort table's rows."""
+    customer, order, side = Customer._meta.db_table, Order._meta.db_table, SIDE_COHORT_TABLE
+    cohorts = (
+        f"CREATE UNLOGGED TABLE {side} AS SELECT c.id AS customer_id, "  # noqa: S608
+        f"{_acquisition_month('c.acquisition_date', local_date('fo.first_at'))} "
+        f"AS acquisition_month FROM {customer} c LEFT JOIN ("
+        f"SELECT customer_id, MIN(placed_at) AS first_at FROM {order} "
+        "WHERE placed_at < %(end_ts)s GROUP BY customer_id) fo ON fo.customer_id = c.id"
     )
-    # A plain SELECT, unlike INSERT ... SELECT, may run in parallel workers (about twice as
-    # fast on two cores); its result is small: one row per cohort and month.
-    cursor.execute(
-        f"SELECT cohort, month, SUM(units) FROM ({events}) e GROUP BY cohort, month",  # noqa: S608
-        params,
-    )
-    rows = cursor.fetchall()
+    return [
+        *[(sql, None) for sql in SIDE_SETTINGS],
+        (f"DROP TABLE IF EXISTS {side}", None),
+        (cohorts, params),
+        (f"ANALYZE {side}", None),
+        (_cohorts_sql(side), params),
+    ]
+
+
+def _cohorts_rebuild(cursor, params: dict, *, rows: list | None = None) -> None:
+    """Recompute CohortContribution from every order and interaction (after the metrics write),
+    or write `rows` computed by _side_cohorts_statements."""
+    cells = CohortContribution._meta.db_table
+    if rows is None:
+        cursor.execute(_cohorts_sql(), params)
+        rows = cursor.fetchall()
     cursor.execute(f"DELETE FROM {cells}")  # noqa: S608
     if rows:
         cursor.executemany(
@@ -876,11 +912,55 @@ def _scope_table(cursor, ids: list[int]) -> None:
         )
 
 
+SIDE_PAYBACK_TABLE = "crm_metrics_payback_side"  # unlogged: written by a second connection
+SIDE_SETTINGS = ("SET work_mem = '256MB'", "SET jit = off")  # as the job's own connection
+
+
+def _stage_with_side_queries(cursor, params: dict, sides: contextlib.ExitStack) -> SideQuery:
+    """Full refresh on PostgreSQL, outside any outer transaction: the payback days are
+    computed on a second connection into SIDE_PAYBACK_TABLE while this one stages the other
+    metrics; then the staging table takes them in. Each of the two statements reads every
+    order and interaction and spends much of its time in one process (the payback's window
+    sum, the order aggregate's mode()), so together they take little more than the longer
+    one: 38 s -> 25 s at 1M customers on two cores.
+
+    Then the second connection computes the cohort table's rows while this one writes the
+    metrics; returns that query, entered into `sides` (cancelled if the refresh fails)."""
+    side = SIDE_PAYBACK_TABLE
+    raw = f"{STAGE_TABLE}_raw"
+    statements = [(sql, None) for sql in SIDE_SETTINGS]
+    statements += [
+        (f"DROP TABLE IF EXISTS {side}", None),
+        (f"CREATE UNLOGGED TABLE {side} AS {_payback_sql(everyone=True)}", params),
+        (f"ANALYZE {side}", None),
+    ]
+    with side_query(statements) as payback:
+        cursor.execute(f"DROP TABLE IF EXISTS {raw}")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {raw} AS {_stage_sql(scoped=False)}",  # noqa: S608
+            params,
+        )
+        cursor.execute(f"SELECT * FROM {raw} LIMIT 0")  # noqa: S608
+        columns = [column[0] for column in cursor.description]
+        payback.result()
+    select = ", ".join(
+        "pb.days AS payback_days" if name == "payback_days" else f"s.{name}" for name in columns
+    )
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS SELECT {select} FROM {raw} s "  # noqa: S608
+        f"LEFT JOIN {side} pb ON pb.customer_id = s.customer_id"
+    )
+    cursor.execute(f"DROP TABLE {raw}")
+    cursor.execute(f"DROP TABLE {side}")
+    return sides.enter_context(side_query(_side_cohorts_statements(params)))
+
+
 def metrics_refresh(
     *,
     as_of: dt.date,
     customer_ids: Iterable[int] | None = None,
     events_after: dict | None = None,
+    concurrent: bool = False,
 ) -> int:
     """Recompute crm.CustomerMetrics (and crm.CohortContribution) as of the end of `as_of`;
     return the number of customers aggregated.
@@ -895,7 +975,9 @@ def metrics_refresh(
     usable boundaries) re-ranks everyone; only rows whose values differ are written.
     `events_after` ({"order": id, "interaction": id}, the previous refresh's highest ids) lets
     an incremental refresh add only the new orders and interactions to the cohort table and
-    keep settled payback days; without it the cohort table is rebuilt.
+    keep settled payback days; without it the cohort table is rebuilt. `concurrent` (only
+    outside any outer transaction: the caller has committed everything the refresh reads) lets
+    a full refresh on PostgreSQL use a second connection for part of the work.
 
     Afterwards the temporary table CHANGED_TABLE lists the customers aggregated plus those
     whose status or ranks changed, and NEW_TABLE those whose metrics row was created;
@@ -912,31 +994,35 @@ def metrics_refresh(
     if events_after:
         params["max_o"] = int(events_after.get("order") or 0)
         params["max_i"] = int(events_after.get("interaction") or 0)
-    with transaction.atomic(), connection.cursor() as cursor:
+    cohorts_side = None
+    with transaction.atomic(), connection.cursor() as cursor, contextlib.ExitStack() as sides:
         for name in (STAGE_TABLE, CHANGED_TABLE, SCOPE_TABLE):
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
         cursor.execute(f"CREATE TEMPORARY TABLE {CHANGED_TABLE} (customer_id bigint)")
         if scoped:
             _scope_table(cursor, ids)
         payback_first = _pg() and not scoped
-        if payback_first:
-            cursor.execute(f"DROP TABLE IF EXISTS {PAYBACK_TABLE}")
+        if payback_first and concurrent:
+            cohorts_side = _stage_with_side_queries(cursor, params, sides)
+        else:
+            if payback_first:
+                cursor.execute(f"DROP TABLE IF EXISTS {PAYBACK_TABLE}")
+                cursor.execute(
+                    f"CREATE TEMPORARY TABLE {PAYBACK_TABLE} AS {_payback_sql(everyone=True)}",
+                    params,
+                )
+                cursor.execute(f"ANALYZE {PAYBACK_TABLE}")
             cursor.execute(
-                f"CREATE TEMPORARY TABLE {PAYBACK_TABLE} AS {_payback_sql(everyone=True)}",
+                f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS "
+                + _stage_sql(
+                    scoped=scoped,
+                    keep_payback=events_after is not None,
+                    payback_table=payback_first,
+                ),
                 params,
             )
-            cursor.execute(f"ANALYZE {PAYBACK_TABLE}")
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS "
-            + _stage_sql(
-                scoped=scoped,
-                keep_payback=events_after is not None,
-                payback_table=payback_first,
-            ),
-            params,
-        )
-        if payback_first:
-            cursor.execute(f"DROP TABLE {PAYBACK_TABLE}")
+            if payback_first:
+                cursor.execute(f"DROP TABLE {PAYBACK_TABLE}")
         if _pg():  # temporary tables get no autovacuum; the joins and filters use these columns
             cursor.execute(
                 f"ANALYZE {STAGE_TABLE} (customer_id, acquisition_cost, acquisition_date, "
@@ -961,8 +1047,6 @@ def metrics_refresh(
             )
         cursor.execute(f"DROP TABLE {STAGE_TABLE}")
         cursor.execute(f"DROP TABLE IF EXISTS {SCOPE_TABLE}")
-        if not incremental_cohorts:
-            _cohorts_rebuild(cursor, params)
         # Status moves with the date for everyone: rewrite only the rows where it changes.
         _status_pass(cursor, params, scoped=scoped)
         if not (scoped and _ranks_repair(cursor)):
@@ -972,4 +1056,8 @@ def metrics_refresh(
             cursor.execute(f"ANALYZE {STATUS_TABLE}")
         cursor.execute(_copy_status_sql(scoped=scoped))
         cursor.execute(f"DROP TABLE IF EXISTS {STATUS_TABLE}")
+        if not incremental_cohorts:  # last: the longer a second connection has for it, the better
+            _cohorts_rebuild(cursor, params, rows=cohorts_side.result() if cohorts_side else None)
+            if cohorts_side:
+                cursor.execute(f"DROP TABLE {SIDE_COHORT_TABLE}")
     return refreshed

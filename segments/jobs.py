@@ -389,6 +389,9 @@ def roi_recalculate(
     date (nothing recorded). `progress`, if given, is called with each step's name.
     """
     as_of = parse_as_of(as_of)
+    # Outside any caller's transaction everything the run reads is committed, so a second
+    # connection may share the work (see crm.side_query).
+    concurrent = connection.vendor == "postgresql" and not connection.in_atomic_block
     succeeded = JobRun.objects.filter(status=JobRun.Status.SUCCEEDED).order_by("-started_at")
     last = succeeded.first()
     last_full = succeeded.filter(mode=JobRun.Mode.FULL).values_list("as_of", flat=True).first()
@@ -436,7 +439,7 @@ def roi_recalculate(
                         "interaction": last.counts.get("max_interaction_id", 0),
                     }
                 counts["customers_refreshed"] = metrics_refresh(
-                    as_of=as_of, customer_ids=ids, events_after=events_after
+                    as_of=as_of, customer_ids=ids, events_after=events_after, concurrent=concurrent
                 )
                 if progress:
                     progress("memberships")

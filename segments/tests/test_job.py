@@ -8,9 +8,10 @@ from decimal import Decimal
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
+from crm import metrics as metrics_mod
 from crm.metrics import metrics_refresh
 from crm.models import CohortContribution, CustomerMetrics, RankBoundary
 from crm.tests.factories import (
@@ -216,6 +217,23 @@ def _state(as_of):
     return metrics, snaps, members, cells
 
 
+def random_activity(rnd, customers, staff, n, until, start=dt.date(2025, 1, 1)):
+    """`n` orders (60 %) and interactions of random customers on random days up to `until`."""
+    span = (until - start).days
+    for _ in range(n):
+        cust = rnd.choice(customers)
+        day = start + dt.timedelta(days=rnd.randrange(span + 1))
+        if rnd.random() < 0.6:
+            order(cust, day.isoformat(), str(rnd.randrange(-20, 200)))
+        else:
+            InteractionFactory(
+                customer=cust,
+                staff=rnd.choice(staff),
+                minutes=rnd.randrange(1, 90),
+                occurred_at=at(day.isoformat()),
+            )
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("seed", [1, 2])
 def test_incremental_equals_full(seed, monkeypatch):
@@ -251,27 +269,10 @@ def test_incremental_equals_full(seed, monkeypatch):
     )
     staff = [SupportUserFactory(), SupportUserFactory(hourly_cost=Decimal("75"))]
     customers = CustomerFactory.create_batch(25)
-    start = dt.date(2025, 1, 1)
-
-    def random_activity(n, until):
-        span = (until - start).days
-        for _ in range(n):
-            cust = rnd.choice(customers)
-            day = start + dt.timedelta(days=rnd.randrange(span + 1))
-            if rnd.random() < 0.6:
-                order(cust, day.isoformat(), str(rnd.randrange(0, 200)))
-            else:
-                InteractionFactory(
-                    customer=cust,
-                    staff=rnd.choice(staff),
-                    minutes=rnd.randrange(1, 90),
-                    occurred_at=at(day.isoformat()),
-                )
-
     d1, d2 = dt.date(2026, 3, 1), dt.date(2026, 4, 15)
-    random_activity(120, d2)  # some of it lies after d1 and enters the window later
+    random_activity(rnd, customers, staff, 120, d2)  # some lies after d1, enters the window later
     roi_recalculate(as_of=d1)
-    random_activity(40, d2)
+    random_activity(rnd, customers, staff, 40, d2)
     customers += CustomerFactory.create_batch(3)
     changed = rnd.choice(customers)
     changed.cancelled_at = at("2026-03-10")
@@ -285,6 +286,90 @@ def test_incremental_equals_full(seed, monkeypatch):
     assert full.mode == "full"
     assert _state(d2) == after_incremental
     assert full.reports == incremental.reports  # whale curve and cohorts
+
+
+def _business(seed):
+    """A bucket and random orders and interactions of 28 customers, some without an acquisition
+    date (their cohort is their first order's month)."""
+    rnd = random.Random(seed)
+    big_bucket()
+    staff = [SupportUserFactory(), SupportUserFactory(hourly_cost=Decimal("75"))]
+    customers = CustomerFactory.create_batch(20, acquisition_date=dt.date(2025, 2, 1))
+    customers += CustomerFactory.create_batch(5, acquisition_date=None)
+    customers += CustomerFactory.create_batch(3, acquisition_cost=Decimal("2"))
+    random_activity(rnd, customers, staff, 150, AS_OF)
+
+
+def _side_tables() -> list[str]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT relname FROM pg_class WHERE relname LIKE 'crm_metrics_%%_side'")
+        return [row[0] for row in cur.fetchall()]
+
+
+def _side_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "side-query" and t.is_alive()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_run_shares_its_work_with_a_second_connection_and_gets_the_same_figures(
+    monkeypatch,
+):
+    _business(3)
+    shared_runs = []
+    real = metrics_mod._stage_with_side_queries
+    monkeypatch.setattr(
+        metrics_mod,
+        "_stage_with_side_queries",
+        lambda *args: shared_runs.append(1) or real(*args),
+    )
+    shared = roi_recalculate(as_of=AS_OF, full=True)
+    assert shared.status == "succeeded" and shared_runs == [1]
+    state = _state(AS_OF)
+    assert sum(row["payback_days"] is not None for row in state[0]) >= 10
+    assert len(state[3]) >= 10  # cohort cells
+    assert _side_tables() == [] and _side_threads() == []
+    # Inside a caller's transaction the second connection could not see the caller's writes:
+    # the run stays on one connection, and must find nothing to change.
+    with transaction.atomic():
+        alone = roi_recalculate(as_of=AS_OF, full=True)
+    assert alone.status == "succeeded" and shared_runs == [1]
+    assert _state(AS_OF) == state
+    assert alone.reports == shared.reports
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_on_either_connection_fails_the_run_and_keeps_the_previous_figures(monkeypatch):
+    _business(4)
+    assert roi_recalculate(as_of=AS_OF, full=True).status == "succeeded"
+    before = _state(AS_OF)
+    real_payback = metrics_mod._payback_sql
+
+    def broken_payback(**kwargs):  # fails on the second connection, after the stage started
+        return (
+            "SELECT 1 / 0 AS customer_id, 1 AS days"
+            if kwargs.get("everyone")
+            else (real_payback(**kwargs))
+        )
+
+    monkeypatch.setattr(metrics_mod, "_payback_sql", broken_payback)
+    with pytest.raises(DataError, match="division by zero"):
+        roi_recalculate(as_of=AS_OF, full=True)
+    monkeypatch.undo()
+    real_stage = metrics_mod._stage_sql
+    monkeypatch.setattr(  # fails on this connection while the second one computes payback
+        metrics_mod, "_stage_sql", lambda **kwargs: real_stage(**kwargs) + " WHERE 1 / 0 = 1"
+    )
+    with pytest.raises(DataError, match="division by zero"):
+        roi_recalculate(as_of=AS_OF, full=True)
+    monkeypatch.undo()
+    assert _side_threads() == []
+    assert _state(AS_OF) == before
+    failed = JobRun.objects.filter(status="failed").order_by("started_at")
+    assert [run.error.startswith("DataError") for run in failed] == [True, True]
+    # A leftover of the failed runs is replaced by the next one, which drops it.
+    assert roi_recalculate(as_of=AS_OF, full=True).status == "succeeded"
+    assert _side_tables() == []
+    assert _state(AS_OF) == before
 
 
 @pytest.mark.django_db
