@@ -896,24 +896,51 @@ def _copy_status_sql(*, scoped: bool) -> str:
     )
 
 
-def _scope_table(cursor, ids: list[int]) -> None:
-    """Fill SCOPE_TABLE with `ids` (one statement; PostgreSQL: an array, then ANALYZE)."""
-    cursor.execute(f"CREATE TEMPORARY TABLE {SCOPE_TABLE} (customer_id bigint PRIMARY KEY)")
+def _scope_statements(ids: list[int]) -> list[tuple[str, list | None]]:
+    """Statements filling SCOPE_TABLE with `ids` (one INSERT; PostgreSQL: an array, then
+    ANALYZE)."""
+    create = f"CREATE TEMPORARY TABLE {SCOPE_TABLE} (customer_id bigint PRIMARY KEY)"
     if _pg():
-        cursor.execute(
-            f"INSERT INTO {SCOPE_TABLE} SELECT unnest(%s::bigint[])",  # noqa: S608
-            [ids],
-        )
-        cursor.execute(f"ANALYZE {SCOPE_TABLE}")
-    else:
-        cursor.execute(
-            f"INSERT INTO {SCOPE_TABLE} SELECT value FROM json_each(%s)",  # noqa: S608
-            [json.dumps(ids)],
-        )
+        return [
+            (create, None),
+            (f"INSERT INTO {SCOPE_TABLE} SELECT unnest(%s::bigint[])", [ids]),  # noqa: S608
+            (f"ANALYZE {SCOPE_TABLE}", None),
+        ]
+    insert = f"INSERT INTO {SCOPE_TABLE} SELECT value FROM json_each(%s)"  # noqa: S608
+    return [(create, None), (insert, [json.dumps(ids)])]
+
+
+# as the job's own connection (segments.jobs)
+SIDE_SETTINGS = ("SET work_mem = '256MB'", "SET jit = off", "SET random_page_cost = 1.1")
+SIDE_STAGE_TABLE = "crm_metrics_stage_side"  # unlogged: written by a second connection
+SIDE_STAGE_MIN_CUSTOMERS = 4000  # below this a second connection does not repay its start
+
+
+def _stage_halves(cursor, params: dict, ids: list[int], *, keep_payback: bool) -> None:
+    """Scoped refresh of many customers on PostgreSQL, outside any outer transaction: the
+    second connection stages the upper half of `ids` into SIDE_STAGE_TABLE while this one
+    stages the lower half; then the staging table takes in the other half. Each customer is
+    a few index lookups in one process (about 65 us), so on two cores the halves take about
+    half the time."""
+    middle = len(ids) // 2
+    stage = _stage_sql(scoped=True, keep_payback=keep_payback)
+    side = SIDE_STAGE_TABLE
+    statements = [(sql, None) for sql in SIDE_SETTINGS]
+    statements += _scope_statements(ids[middle:])
+    statements += [
+        (f"DROP TABLE IF EXISTS {side}", None),
+        (f"CREATE UNLOGGED TABLE {side} AS {stage}", params),
+    ]
+    with side_query(statements) as other_half:
+        for sql, args in _scope_statements(ids[:middle]):
+            cursor.execute(sql, args)
+        cursor.execute(f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS {stage}", params)
+        other_half.result()
+    cursor.execute(f"INSERT INTO {STAGE_TABLE} SELECT * FROM {side}")  # noqa: S608
+    cursor.execute(f"DROP TABLE {side}")
 
 
 SIDE_PAYBACK_TABLE = "crm_metrics_payback_side"  # unlogged: written by a second connection
-SIDE_SETTINGS = ("SET work_mem = '256MB'", "SET jit = off")  # as the job's own connection
 
 
 def _stage_with_side_queries(cursor, params: dict, sides: contextlib.ExitStack) -> SideQuery:
@@ -999,12 +1026,15 @@ def metrics_refresh(
         for name in (STAGE_TABLE, CHANGED_TABLE, SCOPE_TABLE):
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
         cursor.execute(f"CREATE TEMPORARY TABLE {CHANGED_TABLE} (customer_id bigint)")
-        if scoped:
-            _scope_table(cursor, ids)
         payback_first = _pg() and not scoped
         if payback_first and concurrent:
             cohorts_side = _stage_with_side_queries(cursor, params, sides)
+        elif scoped and concurrent and _pg() and len(ids) >= SIDE_STAGE_MIN_CUSTOMERS:
+            _stage_halves(cursor, params, ids, keep_payback=events_after is not None)
         else:
+            if scoped:
+                for sql, args in _scope_statements(ids):
+                    cursor.execute(sql, args)
             if payback_first:
                 cursor.execute(f"DROP TABLE IF EXISTS {PAYBACK_TABLE}")
                 cursor.execute(

@@ -298,6 +298,7 @@ def _business(seed):
     customers += CustomerFactory.create_batch(5, acquisition_date=None)
     customers += CustomerFactory.create_batch(3, acquisition_cost=Decimal("2"))
     random_activity(rnd, customers, staff, 150, AS_OF)
+    return rnd, customers, staff
 
 
 def _side_tables() -> list[str]:
@@ -335,6 +336,31 @@ def test_a_full_run_shares_its_work_with_a_second_connection_and_gets_the_same_f
     assert alone.status == "succeeded" and shared_runs == [1]
     assert _state(AS_OF) == state
     assert alone.reports == shared.reports
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_incremental_run_stages_half_its_customers_on_a_second_connection(monkeypatch):
+    monkeypatch.setattr(metrics_mod, "SIDE_STAGE_MIN_CUSTOMERS", 2)
+    halves = []
+    real = metrics_mod._stage_halves
+    monkeypatch.setattr(
+        metrics_mod,
+        "_stage_halves",
+        lambda cursor, params, ids, **kw: (
+            halves.append(len(ids)) or real(cursor, params, ids, **kw)
+        ),
+    )
+    rnd, customers, staff = _business(5)
+    roi_recalculate(as_of=AS_OF - dt.timedelta(days=5))
+    random_activity(rnd, customers, staff, 30, AS_OF, start=AS_OF - dt.timedelta(days=4))
+    incremental = roi_recalculate(as_of=AS_OF)
+    assert incremental.mode == "incremental" and incremental.status == "succeeded"
+    assert halves == [incremental.counts["customers_refreshed"]] and halves[0] >= 10
+    assert _side_tables() == [] and _side_threads() == []
+    state = _state(AS_OF)
+    with transaction.atomic():  # one connection, every customer again: nothing may change
+        assert roi_recalculate(as_of=AS_OF, full=True).mode == "full"
+    assert _state(AS_OF) == state
 
 
 @pytest.mark.django_db(transaction=True)
