@@ -387,6 +387,11 @@ def roi_recalculate(
     that reason and returned (no exception). A run that fails is recorded as failed with the
     error, and the exception is re-raised. Raises ValidationError for a malformed or future
     date (nothing recorded). `progress`, if given, is called with each step's name.
+
+    Called outside any transaction on PostgreSQL, the metrics refresh shares its reads of the
+    order and interaction tables with a second connection (crm.side_query); inside a caller's
+    transaction it stays on one, because a second connection could not see the caller's
+    uncommitted rows.
     """
     as_of = parse_as_of(as_of)
     # Outside any caller's transaction everything the run reads is committed, so a second
