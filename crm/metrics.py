@@ -910,7 +910,8 @@ def _scope_statements(ids: list[int]) -> list[tuple[str, list | None]]:
     return [(create, None), (insert, [json.dumps(ids)])]
 
 
-# as the job's own connection (segments.jobs)
+# The second connection's settings, as the job's own (segments.jobs). Its tables have fixed
+# names: concurrent refreshes come from the job only, which never runs twice at once.
 SIDE_SETTINGS = ("SET work_mem = '256MB'", "SET jit = off", "SET random_page_cost = 1.1")
 SIDE_STAGE_TABLE = "crm_metrics_stage_side"  # unlogged: written by a second connection
 SIDE_STAGE_MIN_CUSTOMERS = 4000  # below this a second connection does not repay its start
@@ -1004,7 +1005,9 @@ def metrics_refresh(
     an incremental refresh add only the new orders and interactions to the cohort table and
     keep settled payback days; without it the cohort table is rebuilt. `concurrent` (only
     outside any outer transaction: the caller has committed everything the refresh reads) lets
-    a full refresh on PostgreSQL use a second connection for part of the work.
+    the refresh on PostgreSQL give part of its reads to a second connection: a full one its
+    payback days and cohort rows, an incremental one of SIDE_STAGE_MIN_CUSTOMERS or more half
+    of its customers.
 
     Afterwards the temporary table CHANGED_TABLE lists the customers aggregated plus those
     whose status or ranks changed, and NEW_TABLE those whose metrics row was created;
