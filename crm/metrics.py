@@ -817,7 +817,7 @@ def _side_cohorts_statements(params: dict) -> list[tuple[str, dict | None]]:
         "WHERE placed_at < %(end_ts)s GROUP BY customer_id) fo ON fo.customer_id = c.id"
     )
     return [
-        *[(sql, None) for sql in SIDE_SETTINGS],
+        *SIDE_SETTINGS,
         (f"DROP TABLE IF EXISTS {side}", None),
         (cohorts, params),
         (f"ANALYZE {side}", None),
@@ -910,9 +910,12 @@ def _scope_statements(ids: list[int]) -> list[tuple[str, list | None]]:
     return [(create, None), (insert, [json.dumps(ids)])]
 
 
-# The second connection's settings, as the job's own (segments.jobs). Its tables have fixed
-# names: concurrent refreshes come from the job only, which never runs twice at once.
-SIDE_SETTINGS = ("SET work_mem = '256MB'", "SET jit = off", "SET random_page_cost = 1.1")
+# The second connection's settings (statements), as the job's own (segments.jobs). Its tables
+# have fixed names: concurrent refreshes come from the job only, which never runs twice at once.
+SIDE_SETTINGS = [
+    (f"SET {setting}", None)
+    for setting in ("work_mem = '256MB'", "jit = off", "random_page_cost = 1.1")
+]
 SIDE_STAGE_TABLE = "crm_metrics_stage_side"  # unlogged: written by a second connection
 SIDE_STAGE_MIN_CUSTOMERS = 4000  # below this a second connection does not repay its start
 
@@ -926,7 +929,7 @@ def _stage_halves(cursor, params: dict, ids: list[int], *, keep_payback: bool) -
     middle = len(ids) // 2
     stage = _stage_sql(scoped=True, keep_payback=keep_payback)
     side = SIDE_STAGE_TABLE
-    statements = [(sql, None) for sql in SIDE_SETTINGS]
+    statements = list(SIDE_SETTINGS)
     statements += _scope_statements(ids[middle:])
     statements += [
         (f"DROP TABLE IF EXISTS {side}", None),
@@ -956,7 +959,7 @@ def _stage_with_side_queries(cursor, params: dict, sides: contextlib.ExitStack) 
     metrics; returns that query, entered into `sides` (cancelled if the refresh fails)."""
     side = SIDE_PAYBACK_TABLE
     raw = f"{STAGE_TABLE}_raw"
-    statements = [(sql, None) for sql in SIDE_SETTINGS]
+    statements = list(SIDE_SETTINGS)
     statements += [
         (f"DROP TABLE IF EXISTS {side}", None),
         (f"CREATE UNLOGGED TABLE {side} AS {_payback_sql(everyone=True)}", params),
