@@ -156,12 +156,25 @@ def order_units(alias: str = "o") -> str:
     return f"CAST(ROUND({alias}.margin * {UNITS}) AS BIGINT)"
 
 
+def staff_cents_sql(*, fenced: bool = True) -> str:
+    """SQL subquery (id, cents): each staff member's hourly cost in cents, the default rate for
+    those without one; interactions join it as `u`. `fenced` (PostgreSQL, where every
+    interaction is read): computed once per staff member, not once per interaction, so that
+    the per-interaction work is integer arithmetic. The fence is a GROUP BY, which keeps the
+    subquery from being flattened into the join; OFFSET 0 would too, but would also keep the
+    join out of parallel workers."""
+    user = User._meta.db_table
+    cents = "CAST(ROUND(COALESCE(hourly_cost, %(rate)s) * 100) AS BIGINT)"
+    if fenced and _pg():
+        return f"(SELECT id, MIN({cents}) AS cents FROM {user} GROUP BY id)"  # noqa: S608
+    return f"(SELECT id, {cents} AS cents FROM {user})"  # noqa: S608
+
+
 def interaction_units(alias: str = "i", staff: str = "u") -> str:
     """SQL: minus an interaction's cost to serve in exact integer units: minutes x hourly cost
-    in cents (60 minutes x 100 cents = UNITS per currency unit per hour)."""
-    return (
-        f"-({alias}.minutes * CAST(ROUND(COALESCE({staff}.hourly_cost, %(rate)s) * 100) AS BIGINT))"
-    )
+    in cents (60 minutes x 100 cents = UNITS per currency unit per hour); `staff` is the
+    interaction's row of staff_cents_sql()."""
+    return f"-({alias}.minutes * {staff}.cents)"
 
 
 def _least(expressions: list[str]) -> str:
@@ -209,7 +222,6 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
     customer = Customer._meta.db_table
     order = Order._meta.db_table
     interaction = Interaction._meta.db_table
-    user = User._meta.db_table
     scope_from = f"{customer} c"
     if scoped:
         scope_from += f" JOIN {SCOPE_TABLE} x ON x.customer_id = c.id"
@@ -258,7 +270,8 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
         return f"COALESCE({mode_ref}.{name}, '')" if mode_ref else f"COALESCE({cte}.value, '')"
 
     i_window = "i.occurred_at >= %(window_start)s"
-    cost = "i.minutes * COALESCE(u.hourly_cost, %(rate)s)"
+    cost = "i.minutes * u.cents"  # 1/UNITS of the currency: exact, and integer arithmetic
+    staff = staff_cents_sql(fenced=not lateral)
     last_day = local_date("o.last_order_at")
     first_day = local_date("o.first_order_at")
     # the first order / interaction above the watermarks (payback is kept if it comes later)
@@ -281,8 +294,8 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
         {modes_cols}"""
     i_aggs = f"""SUM(CASE WHEN {i_window} THEN i.minutes ELSE 0 END) AS minutes_window,
         SUM(i.minutes) AS minutes_lifetime,
-        ROUND(SUM(CASE WHEN {i_window} THEN {cost} ELSE 0 END) / 60.0, 2) AS cost_window,
-        ROUND(SUM({cost}) / 60.0, 2) AS cost_lifetime,
+        ROUND(SUM(CASE WHEN {i_window} THEN {cost} ELSE 0 END) / {UNITS}.0, 2) AS cost_window,
+        ROUND(SUM({cost}) / {UNITS}.0, 2) AS cost_lifetime,
         MIN(CASE WHEN {i_window} THEN i.occurred_at END) AS window_first_at{i_new}"""
     if lateral:
         ctes = ""
@@ -290,7 +303,7 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
             f"LEFT JOIN LATERAL (SELECT {o_aggs} FROM {order} o "  # noqa: S608
             "WHERE o.customer_id = s.customer_id AND o.placed_at < %(end_ts)s) o ON TRUE\n"
             f"LEFT JOIN LATERAL (SELECT {i_aggs} FROM {interaction} i "
-            f"JOIN {user} u ON u.id = i.staff_id "
+            f"JOIN {staff} u ON u.id = i.staff_id "
             "WHERE i.customer_id = s.customer_id AND i.occurred_at < %(end_ts)s) i ON TRUE\n"
             f"LEFT JOIN LATERAL (SELECT LEAST((SELECT MIN(placed_at) FROM {order} "
             "WHERE customer_id = s.customer_id AND placed_at >= %(end_ts)s), "
@@ -317,7 +330,7 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
 ), i AS (
     SELECT i.customer_id, {i_aggs}
     FROM {interaction} i{i_only}
-    JOIN {user} u ON u.id = i.staff_id
+    JOIN {staff} u ON u.id = i.staff_id
     WHERE i.occurred_at < %(end_ts)s
     GROUP BY i.customer_id
 ), f AS (
@@ -349,7 +362,7 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, payback_table: bool 
     return f"""
 WITH scope AS (
     SELECT c.id AS customer_id, c.cancelled_at, c.acquisition_date, c.acquisition_cost,
-        c.created_at, c.service_effort, c.influence
+        c.created_at, c.service_effort, c.influence, c.status AS customer_status
     FROM {scope_from}
 ){ctes}{modes_cte}, staged AS (
 SELECT s.customer_id,
@@ -384,7 +397,8 @@ SELECT s.customer_id,
     s.acquisition_date,
     s.acquisition_cost,
     {_recheck_on_sql()} AS recheck_on,
-    COALESCE(o.min_margin, 0) AS min_margin
+    COALESCE(o.min_margin, 0) AS min_margin,
+    s.customer_status
 FROM scope s
 {joins}{modes_join}
 )
@@ -409,7 +423,7 @@ def _payback_sql(*, scoped: bool = False, everyone: bool = False) -> str:
     table, so that PostgreSQL runs the joins and sorts in parallel workers (30 s -> 20 s at
     1M customers). The staging table then joins it.
     """
-    order, interaction, user = Order._meta.db_table, Interaction._meta.db_table, User._meta.db_table
+    order, interaction = Order._meta.db_table, Interaction._meta.db_table
     since = ""
     if _pg():  # drop events before the acquisition day before sorting (SQLite: filter below)
         since = " AND {ts} >= (e.acquisition_date::timestamp AT TIME ZONE %(tz)s)"
@@ -423,7 +437,7 @@ def _payback_sql(*, scoped: bool = False, everyone: bool = False) -> str:
         WHERE o.customer_id = e.customer_id AND o.placed_at < %(end_ts)s{o_since}
         UNION ALL
         SELECT {i_day}, {interaction_units()}
-        FROM {interaction} i JOIN {user} u ON u.id = i.staff_id
+        FROM {interaction} i JOIN {staff_cents_sql(fenced=False)} u ON u.id = i.staff_id
         WHERE i.customer_id = e.customer_id AND i.occurred_at < %(end_ts)s{i_since}
     ) ev"""  # noqa: S608
     else:  # everyone: a hash join per event table
@@ -434,7 +448,7 @@ def _payback_sql(*, scoped: bool = False, everyone: bool = False) -> str:
     UNION ALL
     SELECT {columns}, {i_day} AS day, {interaction_units()} AS amount
     FROM candidates e JOIN {interaction} i ON i.customer_id = e.customer_id
-    JOIN {user} u ON u.id = i.staff_id
+    JOIN {staff_cents_sql()} u ON u.id = i.staff_id
     WHERE i.occurred_at < %(end_ts)s{i_since}"""  # noqa: S608
     if everyone:
         customer = Customer._meta.db_table
@@ -498,8 +512,9 @@ def _write_sql(*, scoped: bool) -> list[str]:
     values differ (an unchanged customer costs a comparison, not a write), and recording in
     CHANGED_TABLE the customers aggregated (scoped) or whose row changed or is new (full).
 
-    One join of the staging table with the metrics table finds both the rows that differ and
-    the customers without a row (crm_metrics_diff.missing); the update and the insert read it.
+    One join of the staging table with the metrics table finds both the rows that differ,
+    with their staged values, and the customers without a row (crm_metrics_diff.missing); the
+    update and the insert read only those rows (a full refresh: 86k of 1M, 5.2 s -> 3.4 s).
     """
     table = CustomerMetrics._meta.db_table
     cols = ", ".join(_STAGE_COLUMNS)
@@ -508,17 +523,15 @@ def _write_sql(*, scoped: bool) -> list[str]:
     recorded = STAGE_TABLE if scoped else "crm_metrics_diff"
     return [
         "DROP TABLE IF EXISTS crm_metrics_diff",
-        "CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id, "  # noqa: S608
+        f"CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id, {staged}, "  # noqa: S608
         "CASE WHEN m.customer_id IS NULL THEN 1 ELSE 0 END AS missing "
         f"FROM {STAGE_TABLE} s LEFT JOIN {table} m ON m.customer_id = s.customer_id "
         f"WHERE m.customer_id IS NULL OR {_differs('m', 's', _STAGE_COLUMNS)}",
         f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM {recorded}",  # noqa: S608
         f"UPDATE {table} SET {sets}, refreshed_at = %(now)s "  # noqa: S608
-        f"FROM {STAGE_TABLE} s WHERE s.customer_id = {table}.customer_id "
-        "AND s.customer_id IN (SELECT customer_id FROM crm_metrics_diff WHERE missing = 0)",
+        f"FROM crm_metrics_diff s WHERE s.customer_id = {table}.customer_id AND s.missing = 0",
         f"INSERT INTO {table} (customer_id, {cols}, refreshed_at) "  # noqa: S608
-        f"SELECT s.customer_id, {staged}, %(now)s FROM {STAGE_TABLE} s "
-        "JOIN crm_metrics_diff d ON d.customer_id = s.customer_id WHERE d.missing = 1",
+        f"SELECT s.customer_id, {staged}, %(now)s FROM crm_metrics_diff s WHERE s.missing = 1",
         f"DROP TABLE IF EXISTS {NEW_TABLE}",
         f"CREATE TEMPORARY TABLE {NEW_TABLE} AS "  # noqa: S608
         "SELECT customer_id FROM crm_metrics_diff WHERE missing = 1",
@@ -529,24 +542,20 @@ def _write_sql(*, scoped: bool) -> list[str]:
 STATUS_TABLE = "crm_metrics_status"  # scoped refresh: (customer_id, status) to copy to Customer
 
 
-def _status_pass(cursor, params: dict, *, scoped: bool) -> None:
+def _status_pass(cursor, params: dict) -> None:
     """Move the status of every metrics row whose status the date changes (one UPDATE of the
-    rows where it differs) and record those customers in CHANGED_TABLE, and on a scoped
-    refresh with their new status in STATUS_TABLE too.
+    rows where it differs) and record those customers in CHANGED_TABLE, and with their new
+    status in STATUS_TABLE.
 
     PostgreSQL: one statement (data-modifying CTEs). SQLite: record, update, then copy."""
     table = CustomerMetrics._meta.db_table
     set_sql, where = f"status = {status_sql()}", f"status <> {status_sql()}"
     if _pg():
-        into_status = (
-            f", c AS (INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM u) "  # noqa: S608
-            f"INSERT INTO {STATUS_TABLE} SELECT customer_id, status FROM u"
-            if scoped
-            else f" INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM u"  # noqa: S608
-        )
         cursor.execute(
             f"WITH u AS (UPDATE {table} SET {set_sql} WHERE {where} "  # noqa: S608
-            f"RETURNING {table}.customer_id, {table}.status){into_status}",
+            f"RETURNING {table}.customer_id, {table}.status), "
+            f"c AS (INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM u) "
+            f"INSERT INTO {STATUS_TABLE} SELECT customer_id, status FROM u",
             params,
         )
         return
@@ -562,11 +571,10 @@ def _status_pass(cursor, params: dict, *, scoped: bool) -> None:
         params,
     )
     cursor.execute(f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM crm_metrics_touch")  # noqa: S608
-    if scoped:
-        cursor.execute(
-            f"INSERT INTO {STATUS_TABLE} SELECT t.customer_id, m.status "  # noqa: S608
-            f"FROM crm_metrics_touch t JOIN {table} m ON m.customer_id = t.customer_id"
-        )
+    cursor.execute(
+        f"INSERT INTO {STATUS_TABLE} SELECT t.customer_id, m.status "  # noqa: S608
+        f"FROM crm_metrics_touch t JOIN {table} m ON m.customer_id = t.customer_id"
+    )
     cursor.execute("DROP TABLE crm_metrics_touch")
 
 
@@ -773,7 +781,7 @@ def _ranks_repair(cursor) -> bool:
 def _cohort_events_sql(*, customers: str, cohort: str, sign: str, extra: str = "") -> str:
     """SQL: (cohort, month, units) rows of every order and interaction of the customers of
     subquery `customers` (columns customer_id and `cohort`), multiplied by `sign`."""
-    order, interaction, user = Order._meta.db_table, Interaction._meta.db_table, User._meta.db_table
+    order, interaction = Order._meta.db_table, Interaction._meta.db_table
     o_extra = extra.format(alias="o")
     i_extra = extra.format(alias="i")
     return (
@@ -785,7 +793,7 @@ def _cohort_events_sql(*, customers: str, cohort: str, sign: str, extra: str = "
         f"SELECT x.{cohort}, {_month_start(local_date('i.occurred_at'))}, "
         f"{sign} * {interaction_units()} "
         f"FROM ({customers}) x JOIN {interaction} i ON i.customer_id = x.customer_id "
-        f"JOIN {user} u ON u.id = i.staff_id WHERE x.{cohort} IS NOT NULL{i_extra}"
+        f"JOIN {staff_cents_sql()} u ON u.id = i.staff_id WHERE x.{cohort} IS NOT NULL{i_extra}"
     )
 
 
@@ -883,15 +891,13 @@ def _cohorts_delta(cursor, params: dict) -> None:
     cursor.execute(f"DROP TABLE {MOVED_TABLE}")
 
 
-def _copy_status_sql(*, scoped: bool) -> str:
-    """UPDATE copying the status into Customer where it differs: from every metrics row, or on
-    a scoped refresh from STATUS_TABLE (the customers aggregated again and those whose status
-    the date moved; one index lookup each)."""
-    table = CustomerMetrics._meta.db_table
+def _copy_status_sql() -> str:
+    """UPDATE copying the status into Customer from STATUS_TABLE (the customers aggregated
+    whose status differed from the customer's when staged, and those whose status the date
+    moved; one index lookup each), where it still differs."""
     customer = Customer._meta.db_table
-    source = STATUS_TABLE if scoped else table
     return (
-        f"UPDATE {customer} AS c SET status = m.status FROM {source} m "  # noqa: S608
+        f"UPDATE {customer} AS c SET status = m.status FROM {STATUS_TABLE} m "  # noqa: S608
         "WHERE m.customer_id = c.id AND c.status <> m.status"
     )
 
@@ -1076,21 +1082,24 @@ def metrics_refresh(
         for statement in _write_sql(scoped=scoped):
             cursor.execute(statement, params)
         cursor.execute(f"DROP TABLE IF EXISTS {STATUS_TABLE}")
-        if scoped:  # the status to copy into Customer: the customers aggregated, and below
-            cursor.execute(  # those whose status the date moves
-                f"CREATE TEMPORARY TABLE {STATUS_TABLE} AS "  # noqa: S608
-                f"SELECT customer_id, status FROM {STAGE_TABLE}"
-            )
+        # The status to copy into Customer: the customers aggregated whose status differs from
+        # the customer's (read in the same statement as their dates), and below those whose
+        # status the date moves. A full refresh thus joins no table of every customer again.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {STATUS_TABLE} AS "  # noqa: S608
+            f"SELECT customer_id, status FROM {STAGE_TABLE} "
+            f"WHERE {_distinct('status', 'customer_status')}"
+        )
         cursor.execute(f"DROP TABLE {STAGE_TABLE}")
         cursor.execute(f"DROP TABLE IF EXISTS {SCOPE_TABLE}")
         # Status moves with the date for everyone: rewrite only the rows where it changes.
-        _status_pass(cursor, params, scoped=scoped)
+        _status_pass(cursor, params)
         if not (scoped and _ranks_repair(cursor)):
             _ranks_full(cursor)
         if _pg() and scoped:
             cursor.execute(f"ANALYZE {CHANGED_TABLE}")
             cursor.execute(f"ANALYZE {STATUS_TABLE}")
-        cursor.execute(_copy_status_sql(scoped=scoped))
+        cursor.execute(_copy_status_sql())
         cursor.execute(f"DROP TABLE IF EXISTS {STATUS_TABLE}")
         if not incremental_cohorts:  # last: the longer a second connection has for it, the better
             _cohorts_rebuild(cursor, params, rows=cohorts_side.result() if cohorts_side else None)
