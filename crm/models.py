@@ -155,13 +155,14 @@ class Customer(models.Model):
     cancelled_at = models.DateTimeField(
         _("cancelled at"), null=True, blank=True, help_text=_("Marked cancelled by staff.")
     )
-    owner = models.ForeignKey(
+    owner = models.ForeignKey(  # indexed by customer_owner_idx, which leads with it
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="owned_customers",
         verbose_name=_("owner"),
+        db_index=False,
     )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)

@@ -101,8 +101,13 @@ class BucketMembership(models.Model):
     """Membership history: a customer was in `bucket` (NULL = Unsegmented) from entered_on
     until left_on (NULL = still there). At most one open row per customer."""
 
+    # No single-column indexes on the foreign keys: the composite indexes below lead with
+    # them, and every bucket change writes a row here (one index fewer to update each).
     customer = models.ForeignKey(
-        "crm.Customer", on_delete=models.CASCADE, related_name="bucket_memberships"
+        "crm.Customer",
+        on_delete=models.CASCADE,
+        related_name="bucket_memberships",
+        db_index=False,
     )
     bucket = models.ForeignKey(
         Bucket,
@@ -111,6 +116,7 @@ class BucketMembership(models.Model):
         blank=True,
         related_name="memberships",
         verbose_name=_("bucket"),
+        db_index=False,
     )
     entered_on = models.DateField(_("entered on"))
     left_on = models.DateField(_("left on"), null=True, blank=True)
@@ -150,13 +156,14 @@ class CurrentMembership(models.Model):
         primary_key=True,
         related_name="current_membership",
     )
-    bucket = models.ForeignKey(
+    bucket = models.ForeignKey(  # indexed by currentmember_bucket_idx, which leads with it
         Bucket,
         on_delete=models.PROTECT,
         null=True,
         blank=True,
         related_name="current_members",
         verbose_name=_("bucket"),
+        db_index=False,
     )
     since = models.DateField(_("since"))
     reason = models.CharField(_("reason"), max_length=500, blank=True)
