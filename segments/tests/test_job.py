@@ -214,7 +214,8 @@ def _state(as_of):
         CurrentMembership.objects.order_by("customer_id").values_list("customer_id", "bucket_id")
     )
     cells = {(c.cohort, c.month): c.units for c in CohortContribution.objects.all() if c.units}
-    return metrics, snaps, members, cells
+    bounds = sorted(RankBoundary.objects.values_list("kind", "tile", "value", "customer_id"))
+    return metrics, snaps, members, cells, bounds
 
 
 def random_activity(rnd, customers, staff, n, until, start=dt.date(2025, 1, 1)):
@@ -328,6 +329,7 @@ def test_a_full_run_shares_its_work_with_a_second_connection_and_gets_the_same_f
     state = _state(AS_OF)
     assert sum(row["payback_days"] is not None for row in state[0]) >= 10
     assert len(state[3]) >= 10  # cohort cells
+    assert len(state[4]) == 18  # rank boundaries
     assert _side_tables() == [] and _side_threads() == []
     # Inside a caller's transaction the second connection could not see the caller's writes:
     # the run stays on one connection, and must find nothing to change.
