@@ -636,11 +636,24 @@ WHERE changed = {true} OR d_end = {true} OR e_end = {true}
 
 
 def _ranks_full(cursor) -> None:
-    """Re-rank every customer (two sorts), write the ranks that changed and the boundaries."""
+    """Re-rank every customer (two sorts), write the ranks that changed and the boundaries.
+
+    PostgreSQL: the first sort runs in parallel workers (1M rows: 4.1 s -> 3.0 s). The
+    planner charges as much for passing a row from a worker (parallel_tuple_cost, 0.1) as for
+    sorting it, and so would sort every row in one process; the statement runs with 0.001."""
     table, bounds = CustomerMetrics._meta.db_table, RankBoundary._meta.db_table
     true = "TRUE" if _pg() else "1"
     cursor.execute(f"DROP TABLE IF EXISTS {RANKS_TABLE}")
-    cursor.execute(_ranks_sql())
+    if _pg():
+        cursor.execute(
+            "SELECT current_setting('parallel_tuple_cost'), "
+            "set_config('parallel_tuple_cost', '0.001', true)"
+        )
+        previous = cursor.fetchone()[0]
+        cursor.execute(_ranks_sql())
+        cursor.execute("SELECT set_config('parallel_tuple_cost', %s, true)", [previous])
+    else:
+        cursor.execute(_ranks_sql())
     # Recorded: the customers whose decile moves (bucket rules read it, not the effort).
     cursor.execute(
         f"INSERT INTO {CHANGED_TABLE} SELECT r.customer_id FROM {RANKS_TABLE} r "  # noqa: S608
