@@ -511,7 +511,8 @@ def _write_sql(*, scoped: bool, payback_from: str | None = None) -> list[str]:
 
     One join of the staging table with the metrics table finds both the rows that differ,
     with their staged values, and the customers without a row (crm_metrics_diff.missing); the
-    update and the insert read only those rows (a full refresh: 86k of 1M, 5.2 s -> 3.4 s).
+    update and the insert read only those rows (a full refresh writing 39k rows of 1M: 3.3 s
+    -> 0.9 s).
     `payback_from` (a full refresh on PostgreSQL): the table of (customer_id, days) whose days
     replace the staging table's payback_days, joined here rather than copied into it.
     """
