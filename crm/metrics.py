@@ -418,7 +418,7 @@ def _payback_sql(*, scoped: bool = False, everyone: bool = False) -> str:
     With `everyone` (PostgreSQL, full refresh), a SELECT of (customer_id, days) for every
     customer instead, reading only the customer, order and interaction tables: no temporary
     table, so that PostgreSQL runs the joins and sorts in parallel workers (30 s -> 20 s at
-    1M customers). The staging table then joins it.
+    1M customers). The metrics write then joins it (_write_sql).
     """
     order, interaction = Order._meta.db_table, Interaction._meta.db_table
     since = ""
@@ -549,7 +549,7 @@ def _write_sql(*, scoped: bool, payback_from: str | None = None) -> list[str]:
     ]
 
 
-STATUS_TABLE = "crm_metrics_status"  # scoped refresh: (customer_id, status) to copy to Customer
+STATUS_TABLE = "crm_metrics_status"  # (customer_id, status) to copy to Customer
 
 
 def _status_pass(cursor, params: dict) -> None:
@@ -639,7 +639,7 @@ WHERE changed = {true} OR d_end = {true} OR e_end = {true}
 def _ranks_full(cursor) -> None:
     """Re-rank every customer (two sorts), write the ranks that changed and the boundaries.
 
-    PostgreSQL: the first sort runs in parallel workers (1M rows: 4.1 s -> 3.0 s). The
+    PostgreSQL: the first sort runs in parallel workers (1M rows alone: 4.1 s -> 3.0 s). The
     planner charges as much for passing a row from a worker (parallel_tuple_cost, 0.1) as for
     sorting it, and so would sort every row in one process; the statement runs with 0.001."""
     table, bounds = CustomerMetrics._meta.db_table, RankBoundary._meta.db_table
