@@ -417,9 +417,14 @@ def _payback_sql(*, scoped: bool = False, everyone: bool = False) -> str:
 
     With `everyone` (PostgreSQL, full refresh), a SELECT of (customer_id, days) for every
     customer instead, reading only the customer, order and interaction tables: no temporary
-    table, so that PostgreSQL runs the joins and sorts in parallel workers (30 s -> 20 s at
-    1M customers). The metrics write then joins it (_write_sql).
+    table, so that PostgreSQL sorts in parallel workers. The metrics write then joins it
+    (_write_sql). The events, narrow rows, are sorted by customer and day first and then
+    merged with the customers in key order: the window sum needs no second sort, and no event
+    probes a hash table of every customer (1M customers, 15M events, without workers: 19.7 s
+    -> 17.5 s). Events count from the local acquisition day, as below.
     """
+    if everyone:
+        return _payback_everyone_sql()
     order, interaction = Order._meta.db_table, Interaction._meta.db_table
     since = ""
     if _pg():  # drop events before the acquisition day before sorting (SQLite: filter below)
@@ -437,7 +442,7 @@ def _payback_sql(*, scoped: bool = False, everyone: bool = False) -> str:
         FROM {interaction} i JOIN {staff_cents_sql(fenced=False)} u ON u.id = i.staff_id
         WHERE i.customer_id = e.customer_id AND i.occurred_at < %(end_ts)s{i_since}
     ) ev"""  # noqa: S608
-    else:  # everyone: a hash join per event table
+    else:  # SQLite: a join per event table
         events = f"""
     SELECT {columns}, {o_day} AS day, {order_units()} AS amount
     FROM candidates e JOIN {order} o ON o.customer_id = e.customer_id
@@ -447,15 +452,7 @@ def _payback_sql(*, scoped: bool = False, everyone: bool = False) -> str:
     FROM candidates e JOIN {interaction} i ON i.customer_id = e.customer_id
     JOIN {staff_cents_sql()} u ON u.id = i.staff_id
     WHERE i.occurred_at < %(end_ts)s{i_since}"""  # noqa: S608
-    if everyone:
-        customer = Customer._meta.db_table
-        candidates = f"""candidates AS NOT MATERIALIZED (
-    SELECT id AS customer_id, acquisition_date, acquisition_cost FROM {customer}
-    WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL
-      AND acquisition_date <= %(as_of)s
-)"""  # noqa: S608
-    else:
-        candidates = f"""candidates AS (
+    candidates = f"""candidates AS (
     SELECT customer_id, acquisition_date, acquisition_cost FROM {STAGE_TABLE}
     WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL AND payback_days IS NULL
       AND acquisition_date <= %(as_of)s
@@ -474,11 +471,37 @@ SELECT customer_id, MIN({_days_between("day", "acquisition_date")}) AS days
 FROM running WHERE cum >= acquisition_cost * {UNITS}
 GROUP BY customer_id
 """  # noqa: S608
-    if everyone:
-        return select
     return f"""
 UPDATE {STAGE_TABLE} SET payback_days = p.days FROM ({select}) AS p
 WHERE p.customer_id = {STAGE_TABLE}.customer_id
+"""  # noqa: S608
+
+
+def _payback_everyone_sql() -> str:
+    """_payback_sql(everyone=True): PostgreSQL, every customer."""
+    order, interaction = Order._meta.db_table, Interaction._meta.db_table
+    customer = Customer._meta.db_table
+    return f"""
+WITH events AS (
+    SELECT o.customer_id, {local_date("o.placed_at")} AS day, {order_units()} AS amount
+    FROM {order} o WHERE o.placed_at < %(end_ts)s
+    UNION ALL
+    SELECT i.customer_id, {local_date("i.occurred_at")}, {interaction_units()}
+    FROM {interaction} i JOIN {staff_cents_sql()} u ON u.id = i.staff_id
+    WHERE i.occurred_at < %(end_ts)s
+), sorted AS (
+    SELECT * FROM events ORDER BY customer_id, day OFFSET 0
+), running AS (
+    -- As in _payback_sql: the cumulative contribution at the end of each day.
+    SELECT e.customer_id, c.acquisition_date, c.acquisition_cost, e.day,
+        SUM(e.amount) OVER (PARTITION BY e.customer_id ORDER BY e.day) AS cum
+    FROM sorted e JOIN {customer} c ON c.id = e.customer_id
+    WHERE c.acquisition_cost > 0 AND c.acquisition_date IS NOT NULL
+      AND c.acquisition_date <= %(as_of)s AND e.day >= c.acquisition_date
+)
+SELECT customer_id, MIN(day - acquisition_date) AS days
+FROM running WHERE cum >= acquisition_cost * {UNITS}
+GROUP BY customer_id
 """  # noqa: S608
 
 
