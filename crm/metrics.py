@@ -122,8 +122,12 @@ def local_date(expr: str) -> str:
 
 
 def _month_start(date_expr: str) -> str:
+    """SQL: the first day of the month of date `date_expr`. PostgreSQL: through timestamp
+    without time zone; a bare date would be cast to timestamptz, whose date_trunc converts
+    through the session time zone (every order and interaction of the cohort table: 5-6 s ->
+    4.2 s on two cores)."""
     return (
-        f"date_trunc('month', {date_expr})::date"
+        f"date_trunc('month', CAST({date_expr} AS timestamp))::date"
         if _pg()
         else f"date({date_expr}, 'start of month')"
     )
