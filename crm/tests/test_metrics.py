@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from crm import metrics
 from crm.metrics import metrics_refresh
 from crm.models import CohortContribution, Customer, CustomerMetrics, Interaction, Order
 from crm.tests.factories import (
@@ -169,7 +170,16 @@ def test_status_moves_for_customers_outside_the_scope():
     assert c.metrics.status == c.status == "at_risk"
 
 
-def test_payback_hand_computed():
+@pytest.fixture(params=["index_order", "sorted"])
+def payback_path(request, monkeypatch):
+    """Both ways a full refresh computes payback on PostgreSQL: events read in index order with
+    staff costs from an array, or sorted (staff ids too spread out for the array)."""
+    if request.param == "sorted":
+        monkeypatch.setattr(metrics, "STAFF_ARRAY_MAX_SPAN", -1)
+    return request.param
+
+
+def test_payback_hand_computed(payback_path):
     c = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("100"))
     order(c, "2025-12-20", "500", "0")  # before acquisition: never counts
     order(c, "2026-01-10", "60", "0")  # cumulative 60
@@ -185,6 +195,25 @@ def test_payback_hand_computed():
     metrics_refresh(as_of=AS_OF)
     days = dict(CustomerMetrics.objects.values_list("customer_id", "payback_days"))
     assert days == {c.id: 31, never.id: None, same_day.id: 6}
+
+
+def test_payback_reads_each_staff_members_hourly_cost(payback_path):
+    cheap = SupportUserFactory(hourly_cost=Decimal("20"))
+    SupportUserFactory().delete()  # a gap in the staff ids
+    dear = SupportUserFactory(hourly_cost=Decimal("100"))
+    default = SupportUserFactory(hourly_cost=None)  # the default rate: 40/h
+    c = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("100"))
+    order(c, "2026-01-10", "120", "0")
+    InteractionFactory(customer=c, staff=dear, minutes=30, occurred_at=at("2026-01-10", 15))
+    # 120 - 50 = 70 at the end of day 9 (at 40/h it would be 100: paid back)
+    InteractionFactory(customer=c, staff=cheap, minutes=15, occurred_at=at("2026-01-12"))
+    order(c, "2026-01-15", "35", "0")  # 70 - 5 + 35 = 100 on day 14 (at 40/h: 95)
+    d = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("10"))
+    order(d, "2026-01-03", "30", "0")
+    InteractionFactory(customer=d, staff=default, minutes=30, occurred_at=at("2026-01-03", 13))
+    metrics_refresh(as_of=AS_OF)
+    days = dict(CustomerMetrics.objects.values_list("customer_id", "payback_days"))
+    assert days == {c.id: 14, d.id: 2}
 
 
 def _cells():
