@@ -214,8 +214,15 @@ def _recheck_on_sql() -> str:
     return recheck if _pg() else _add_days(recheck, "-1")
 
 
-def _stage_sql(*, scoped: bool, keep_payback: bool = False) -> str:
+def _stage_sql(*, scoped: bool, keep_payback: bool = False, staff_array: bool = False) -> str:
     """SELECT producing one staging row per customer in scope.
+
+    With `staff_array` (PostgreSQL, full refresh, staff ids dense: _staff_ids_dense), each
+    interaction's cost is looked up in _staff_cents_array instead of joining the staff table:
+    the interactions stay in their index's customer order, so that they are aggregated as
+    they stream in parallel workers and merged with the customers, the orders' aggregate
+    likewise, with no hash table of a million customers (1M customers: 13-17 s -> 9.4-9.8 s
+    for this statement alone).
 
     With `keep_payback` (PostgreSQL, scoped, watermarks %(max_o)s and %(max_i)s given), a
     customer who had paid back, with the same acquisition date and cost and no order or
@@ -233,6 +240,7 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False) -> str:
     # rests on the estimated orders per customer and can pick a scan of every order.
     lateral = pg and scoped
     keep_payback = keep_payback and lateral
+    staff_array = staff_array and pg and not scoped
 
     in_window = "o.placed_at >= %(window_start)s"
     if pg:
@@ -275,7 +283,11 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False) -> str:
 
     i_window = "i.occurred_at >= %(window_start)s"
     cost = "i.minutes * u.cents"  # 1/UNITS of the currency: exact, and integer arithmetic
-    staff = staff_cents_sql(fenced=not lateral)
+    staff_join = f"\n    JOIN {staff_cents_sql(fenced=not lateral)} u ON u.id = i.staff_id"
+    if staff_array:
+        cents, low = _staff_cents_array()
+        cost = f"i.minutes * {cents}[i.staff_id - {low} + 1]"
+        staff_join = ""
     last_day = local_date("o.last_order_at")
     first_day = local_date("o.first_order_at")
     # the first order / interaction above the watermarks (payback is kept if it comes later)
@@ -307,7 +319,7 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False) -> str:
             f"LEFT JOIN LATERAL (SELECT {o_aggs} FROM {order} o "  # noqa: S608
             "WHERE o.customer_id = s.customer_id AND o.placed_at < %(end_ts)s) o ON TRUE\n"
             f"LEFT JOIN LATERAL (SELECT {i_aggs} FROM {interaction} i "
-            f"JOIN {staff} u ON u.id = i.staff_id "
+            f"{staff_join} "
             "WHERE i.customer_id = s.customer_id AND i.occurred_at < %(end_ts)s) i ON TRUE\n"
             f"LEFT JOIN LATERAL (SELECT LEAST((SELECT MIN(placed_at) FROM {order} "
             "WHERE customer_id = s.customer_id AND placed_at >= %(end_ts)s), "
@@ -333,8 +345,7 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False) -> str:
     GROUP BY o.customer_id
 ), i AS (
     SELECT i.customer_id, {i_aggs}
-    FROM {interaction} i{i_only}
-    JOIN {staff} u ON u.id = i.staff_id
+    FROM {interaction} i{i_only}{staff_join}
     WHERE i.occurred_at < %(end_ts)s
     GROUP BY i.customer_id
 ), f AS (
@@ -1071,7 +1082,9 @@ def _stage_halves(cursor, params: dict, ids: list[int], *, keep_payback: bool) -
 SIDE_PAYBACK_TABLE = "crm_metrics_payback_side"  # unlogged: written by a second connection
 
 
-def _stage_with_side_queries(cursor, params: dict, sides: contextlib.ExitStack) -> SideQuery:
+def _stage_with_side_queries(
+    cursor, params: dict, sides: contextlib.ExitStack, *, staff_array: bool
+) -> SideQuery:
     """Full refresh on PostgreSQL, outside any outer transaction: the payback days are
     computed on a second connection into SIDE_PAYBACK_TABLE while this one stages the other
     metrics; the metrics write then joins them (_write_sql). Each of the two statements reads
@@ -1082,7 +1095,7 @@ def _stage_with_side_queries(cursor, params: dict, sides: contextlib.ExitStack) 
     Then the second connection computes the cohort table's rows while this one writes the
     metrics; returns that query, entered into `sides` (cancelled if the refresh fails)."""
     side = SIDE_PAYBACK_TABLE
-    payback_sql = _payback_sql(everyone=True, ordered=_staff_ids_dense(cursor))
+    payback_sql = _payback_sql(everyone=True, ordered=staff_array)
     statements = list(SIDE_SETTINGS)
     statements += [
         (f"DROP TABLE IF EXISTS {side}", None),
@@ -1091,7 +1104,8 @@ def _stage_with_side_queries(cursor, params: dict, sides: contextlib.ExitStack) 
     ]
     with side_query(statements) as payback:
         cursor.execute(
-            f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS {_stage_sql(scoped=False)}",  # noqa: S608
+            f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS "
+            + _stage_sql(scoped=False, staff_array=staff_array),
             params,
         )
         payback.result()
@@ -1146,8 +1160,9 @@ def metrics_refresh(
         cursor.execute(f"CREATE TEMPORARY TABLE {CHANGED_TABLE} (customer_id bigint)")
         payback_first = _pg() and not scoped
         payback_from = None  # the table of payback days that the write joins
+        staff_array = payback_first and _staff_ids_dense(cursor)
         if payback_first and concurrent:
-            cohorts_side = _stage_with_side_queries(cursor, params, sides)
+            cohorts_side = _stage_with_side_queries(cursor, params, sides, staff_array=staff_array)
             payback_from = SIDE_PAYBACK_TABLE
         elif scoped and concurrent and _pg() and len(ids) >= SIDE_STAGE_MIN_CUSTOMERS:
             _stage_halves(cursor, params, ids, keep_payback=events_after is not None)
@@ -1159,14 +1174,16 @@ def metrics_refresh(
                 cursor.execute(f"DROP TABLE IF EXISTS {PAYBACK_TABLE}")
                 cursor.execute(
                     f"CREATE TEMPORARY TABLE {PAYBACK_TABLE} AS "
-                    + _payback_sql(everyone=True, ordered=_staff_ids_dense(cursor)),
+                    + _payback_sql(everyone=True, ordered=staff_array),
                     params,
                 )
                 cursor.execute(f"ANALYZE {PAYBACK_TABLE}")
                 payback_from = PAYBACK_TABLE
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS "
-                + _stage_sql(scoped=scoped, keep_payback=events_after is not None),
+                + _stage_sql(
+                    scoped=scoped, keep_payback=events_after is not None, staff_array=staff_array
+                ),
                 params,
             )
         if _pg():  # temporary tables get no autovacuum; the joins and filters use these columns

@@ -197,7 +197,7 @@ def test_payback_hand_computed(payback_path):
     assert days == {c.id: 31, never.id: None, same_day.id: 6}
 
 
-def test_payback_reads_each_staff_members_hourly_cost(payback_path):
+def test_payback_and_cost_to_serve_read_each_staff_members_hourly_cost(payback_path):
     cheap = SupportUserFactory(hourly_cost=Decimal("20"))
     SupportUserFactory().delete()  # a gap in the staff ids
     dear = SupportUserFactory(hourly_cost=Decimal("100"))
@@ -214,6 +214,8 @@ def test_payback_reads_each_staff_members_hourly_cost(payback_path):
     metrics_refresh(as_of=AS_OF)
     days = dict(CustomerMetrics.objects.values_list("customer_id", "payback_days"))
     assert days == {c.id: 14, d.id: 2}
+    costs = dict(CustomerMetrics.objects.values_list("customer_id", "cost_to_serve_lifetime"))
+    assert costs == {c.id: Decimal("55.00"), d.id: Decimal("20.00")}  # 50 + 5; 20
 
 
 def _cells():

@@ -322,7 +322,7 @@ def test_a_full_run_shares_its_work_with_a_second_connection_and_gets_the_same_f
     monkeypatch.setattr(
         metrics_mod,
         "_stage_with_side_queries",
-        lambda *args: shared_runs.append(1) or real(*args),
+        lambda *args, **kw: shared_runs.append(1) or real(*args, **kw),
     )
     shared = roi_recalculate(as_of=AS_OF, full=True)
     assert shared.status == "succeeded" and shared_runs == [1]
