@@ -214,8 +214,22 @@ def _recheck_on_sql() -> str:
     return recheck if _pg() else _add_days(recheck, "-1")
 
 
-def _stage_sql(*, scoped: bool, keep_payback: bool = False, staff_array: bool = False) -> str:
+def _stage_sql(
+    *,
+    scoped: bool,
+    keep_payback: bool = False,
+    staff_array: bool = False,
+    compare_stored: bool = False,
+) -> str:
     """SELECT producing one staging row per customer in scope.
+
+    With `compare_stored` (a full refresh on PostgreSQL, whose payback days come from another
+    statement), each row also carries how it compares with the stored metrics row, every
+    column but payback_days (`old_state`: 0 no row, 1 the same, 2 different), and the stored
+    payback_days (`old_payback`), for _write_sql. The comparison happens as the rows stream
+    out in customer order, while the payback statement still runs beside this one: the diff
+    that follows then reads only the staging and payback tables (1M customers: 3.9-4.4 s ->
+    about 1 s after it).
 
     With `staff_array` (PostgreSQL, full refresh, staff ids dense: _staff_ids_dense), each
     interaction's cost is looked up in _staff_cents_array instead of joining the staff table:
@@ -371,6 +385,17 @@ def _stage_sql(*, scoped: bool, keep_payback: bool = False, staff_array: bool = 
             "> old.acquisition_date + old.payback_days, TRUE) "
             "THEN old.payback_days END"
         )
+    final = f"SELECT staged.*, {status_sql('staged')} AS status FROM staged"  # noqa: S608
+    if compare_stored:
+        compared = [c for c in _STAGE_COLUMNS if c != "payback_days"]
+        final = (
+            f", st AS (SELECT staged.*, {status_sql('staged')} AS status FROM staged)\n"  # noqa: S608
+            "SELECT st.*, CASE WHEN m.customer_id IS NULL THEN 0 "
+            f"WHEN {_differs('m', 'st', compared)} THEN 2 ELSE 1 END AS old_state, "
+            "m.payback_days AS old_payback "
+            f"FROM st LEFT JOIN {CustomerMetrics._meta.db_table} m "
+            "ON m.customer_id = st.customer_id"
+        )
     return f"""
 WITH scope AS (
     SELECT c.id AS customer_id, c.cancelled_at, c.acquisition_date, c.acquisition_cost,
@@ -414,7 +439,7 @@ SELECT s.customer_id,
 FROM scope s
 {joins}{modes_join}
 )
-SELECT staged.*, {status_sql("staged")} AS status FROM staged
+{final}
 """  # noqa: S608
 
 
@@ -628,29 +653,35 @@ def _write_sql(*, scoped: bool, payback_from: str | None = None) -> list[str]:
     update and the insert read only those rows (a full refresh writing 39k rows of 1M: 3.3 s
     -> 0.9 s).
     `payback_from` (a full refresh on PostgreSQL): the table of (customer_id, days) whose days
-    replace the staging table's payback_days, joined here rather than copied into it.
+    replace the staging table's payback_days, joined here rather than copied into it; the
+    staging table then carries its comparison with the stored rows (_stage_sql
+    compare_stored), so that only the payback days are compared here.
     """
     table = CustomerMetrics._meta.db_table
     cols = ", ".join(_STAGE_COLUMNS)
     sets = ", ".join(f"{c} = s.{c}" for c in _STAGE_COLUMNS)
     staged = ", ".join(f"s.{c}" for c in _STAGE_COLUMNS)
     recorded = STAGE_TABLE if scoped else "crm_metrics_diff"
-    source = STAGE_TABLE
-    if payback_from:
+    if payback_from:  # the staging table carries its comparison (_stage_sql compare_stored)
         columns = ", ".join(
-            "pb.days AS payback_days" if c == "payback_days" else f"st.{c}"
-            for c in ["customer_id", *_STAGE_COLUMNS]
+            "pb.days AS payback_days" if c == "payback_days" else f"s.{c}" for c in _STAGE_COLUMNS
         )
-        source = (
-            f"(SELECT {columns} FROM {STAGE_TABLE} st "  # noqa: S608
-            f"LEFT JOIN {payback_from} pb ON pb.customer_id = st.customer_id)"
+        diff = (
+            f"CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id, {columns}, "  # noqa: S608
+            "CASE WHEN s.old_state = 0 THEN 1 ELSE 0 END AS missing "
+            f"FROM {STAGE_TABLE} s LEFT JOIN {payback_from} pb ON pb.customer_id = s.customer_id "
+            f"WHERE s.old_state <> 1 OR {_distinct('pb.days', 's.old_payback')}"
+        )
+    else:
+        diff = (
+            f"CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id, {staged}, "  # noqa: S608
+            "CASE WHEN m.customer_id IS NULL THEN 1 ELSE 0 END AS missing "
+            f"FROM {STAGE_TABLE} s LEFT JOIN {table} m ON m.customer_id = s.customer_id "
+            f"WHERE m.customer_id IS NULL OR {_differs('m', 's', _STAGE_COLUMNS)}"
         )
     return [
         "DROP TABLE IF EXISTS crm_metrics_diff",
-        f"CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id, {staged}, "  # noqa: S608
-        "CASE WHEN m.customer_id IS NULL THEN 1 ELSE 0 END AS missing "
-        f"FROM {source} s LEFT JOIN {table} m ON m.customer_id = s.customer_id "
-        f"WHERE m.customer_id IS NULL OR {_differs('m', 's', _STAGE_COLUMNS)}",
+        diff,
         f"INSERT INTO {CHANGED_TABLE} SELECT customer_id FROM {recorded}",  # noqa: S608
         f"UPDATE {table} SET {sets}, refreshed_at = %(now)s "  # noqa: S608
         f"FROM crm_metrics_diff s WHERE s.customer_id = {table}.customer_id AND s.missing = 0",
@@ -1113,7 +1144,7 @@ def _stage_with_side_queries(
     with side_query(statements) as payback:
         cursor.execute(
             f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS "
-            + _stage_sql(scoped=False, staff_array=staff_array),
+            + _stage_sql(scoped=False, staff_array=staff_array, compare_stored=True),
             params,
         )
         payback.result()
@@ -1190,7 +1221,10 @@ def metrics_refresh(
             cursor.execute(
                 f"CREATE TEMPORARY TABLE {STAGE_TABLE} AS "
                 + _stage_sql(
-                    scoped=scoped, keep_payback=events_after is not None, staff_array=staff_array
+                    scoped=scoped,
+                    keep_payback=events_after is not None,
+                    staff_array=staff_array,
+                    compare_stored=payback_first,
                 ),
                 params,
             )
