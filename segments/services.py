@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -153,7 +154,25 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
     )
     for bucket in assignment.skipped:
         logger.warning("bucket %s skipped: its rules no longer validate", bucket.pk)
-    sql, params = assignment.queryset.query.sql_with_params()
+    everyone = scope_table is None and customer_ids is None
+    queryset = assignment.queryset
+    stored = ""  # the stored copies, read with the rules when everyone is evaluated
+    if everyone:
+        # What each customer has now (current membership, and the bucket copied into the
+        # metrics row) travels with the assignment, read in the same joins as the rules, so
+        # that finding the changes below reads no table of every customer again (1M
+        # customers: 1.7 s -> 0.2 s for that, plus the join here).
+        queryset = queryset.values(
+            "pk",
+            "branch",
+            has_current=F("current_membership__customer_id"),
+            current_bucket=F("current_membership__bucket_id"),
+            current_reason=F("current_membership__reason"),
+            has_copy=F("metrics__customer_id"),
+            copy_bucket=F("metrics__bucket_id"),
+        )
+        stored = ", s.has_current, s.current_bucket, s.current_reason, s.has_copy, s.copy_bucket"
+    sql, params = queryset.query.sql_with_params()
     bucket_ids, reasons = assignment.bucket_ids, assignment.reasons
     postgres = connection.vendor == "postgresql"
     with transaction.atomic(), connection.cursor() as cur:
@@ -175,19 +194,21 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
                 for n, (bucket_id, reason) in enumerate(zip(bucket_ids, reasons, strict=True), 1)
             ],
         )
-        cur.execute(
-            "CREATE TEMP TABLE segments_tmp_assignment (customer_id bigint, bucket_id bigint, "
-            "reason text)" + on_commit
-        )
         # `sql` is Django's compiled query; its values travel as parameters. PostgreSQL: OFFSET
         # 0 keeps the subquery a subquery, so that the rules' CASE is computed once a row; once
         # flattened into the join, the hash join computed it twice (1M customers: 4.4 -> 3.4 s).
         fence = " OFFSET 0" if postgres else ""
-        insert = "INSERT INTO segments_tmp_assignment (customer_id, bucket_id, reason) "
-        insert += "SELECT s.pk, b.bucket_id, b.reason FROM (" + sql + fence + ") s "  # noqa: S608
-        insert += "JOIN segments_tmp_branch b ON b.branch = s.branch"
-        cur.execute(insert, params)
-        cur.execute("ANALYZE segments_tmp_assignment")  # temp tables get no autovacuum stats
+        assigned = (
+            f"SELECT s.pk AS customer_id, b.bucket_id, b.reason{stored} "  # noqa: S608
+            f"FROM ({sql}{fence}) s JOIN segments_tmp_branch b ON b.branch = s.branch"
+        )
+        if not everyone:  # a narrow table of the customers evaluated
+            cur.execute(
+                "CREATE TEMP TABLE segments_tmp_assignment (customer_id bigint, "
+                f"bucket_id bigint, reason text){on_commit}"
+            )
+            cur.execute(f"INSERT INTO segments_tmp_assignment {assigned}", params)
+            cur.execute("ANALYZE segments_tmp_assignment")  # temp tables get no autovacuum stats
         distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
         # The customers whose bucket or reason differs from their current membership, or who
         # have none yet: usually a small share of those evaluated. Every write below is driven
@@ -196,30 +217,27 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
         # in one transaction, and buckets with members cannot be deleted (PROTECT). When
         # everyone is evaluated, customers whose metrics row carries another bucket are added
         # too, so that a full refresh repairs every copy (see bucket_copies_repair).
-        current_differs = (
-            f"c.customer_id IS NULL OR c.bucket_id {distinct} t.bucket_id "
-            f"OR c.reason {distinct} t.reason"
-        )
-        everyone = scope_table is None and customer_ids is None
-        copies = (
-            "LEFT JOIN crm_customermetrics m ON m.customer_id = t.customer_id " if everyone else ""
-        )
-        copy_differs = (
-            f" OR (m.customer_id IS NOT NULL AND m.bucket_id {distinct} t.bucket_id)"
-            if everyone
-            else ""
-        )
+        if everyone:  # the stored values came with the assignment: no table of everyone
+            current = {"id": "t.has_current", "bucket": "t.current_bucket"}
+            current["reason"] = "t.current_reason"
+            source, joins = f"({assigned}) t ", ""
+            copy_differs = f" OR (t.has_copy IS NOT NULL AND t.copy_bucket {distinct} t.bucket_id)"
+        else:
+            current = {"id": "c.customer_id", "bucket": "c.bucket_id", "reason": "c.reason"}
+            source = "segments_tmp_assignment t "
+            joins = "LEFT JOIN segments_currentmembership c ON c.customer_id = t.customer_id "
+            copy_differs = ""
+        moved = f"{current['id']} IS NULL OR {current['bucket']} {distinct} t.bucket_id"
+        current_differs = f"{moved} OR {current['reason']} {distinct} t.reason"
         cur.execute("DROP TABLE IF EXISTS segments_tmp_change")
         cur.execute(
             "CREATE TEMP TABLE segments_tmp_change" + on_commit + " AS "  # noqa: S608
             "SELECT t.customer_id, t.bucket_id, t.reason, "
-            "CASE WHEN c.customer_id IS NULL THEN 1 ELSE 0 END AS is_new, "
-            f"CASE WHEN c.customer_id IS NULL OR c.bucket_id {distinct} t.bucket_id "
-            "THEN 1 ELSE 0 END AS moved, "
+            f"CASE WHEN {current['id']} IS NULL THEN 1 ELSE 0 END AS is_new, "
+            f"CASE WHEN {moved} THEN 1 ELSE 0 END AS moved, "
             f"CASE WHEN {current_differs} THEN 1 ELSE 0 END AS stale "
-            "FROM segments_tmp_assignment t "
-            "LEFT JOIN segments_currentmembership c ON c.customer_id = t.customer_id "
-            f"{copies}WHERE {current_differs}{copy_differs}"
+            f"FROM {source}{joins}WHERE {current_differs}{copy_differs}",
+            params if everyone else None,
         )
         if postgres:
             cur.execute("ANALYZE segments_tmp_change")
@@ -268,9 +286,16 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
                 WHERE crm_customermetrics.customer_id = t.customer_id
                   AND crm_customermetrics.bucket_id {distinct} t.bucket_id"""  # noqa: S608
         )
-        cur.execute("SELECT bucket_id, count(*) FROM segments_tmp_assignment GROUP BY bucket_id")
+        if everyone:  # every customer now has the current membership just evaluated
+            cur.execute(
+                "SELECT bucket_id, count(*) FROM segments_currentmembership GROUP BY bucket_id"
+            )
+        else:
+            cur.execute(
+                "SELECT bucket_id, count(*) FROM segments_tmp_assignment GROUP BY bucket_id"
+            )
         counts = dict(cur.fetchall())
-        cur.execute("DROP TABLE segments_tmp_assignment")
+        cur.execute("DROP TABLE IF EXISTS segments_tmp_assignment")
         cur.execute("DROP TABLE segments_tmp_branch")
         cur.execute("DROP TABLE segments_tmp_change")
     return {
