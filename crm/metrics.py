@@ -548,9 +548,11 @@ def _payback_everyone_sql(*, ordered: bool = True) -> str:
     with the customers in key order, and summed in that order: no event is sorted or hashed,
     in one process (1M customers, 16M events: 15.9 s on two cores with parallel sorts ->
     12.9 s in one process), and the first qualifying event of each customer is kept as they
-    stream (DISTINCT ON in that order). An event counts from the local acquisition day; the
-    cumulative contribution is compared at the last event of each local day (the next event
-    of the customer falls on another day), so that it is the one at the end of the day, as in
+    stream (DISTINCT ON in that order). The running sum and the target are bigint (integer
+    units; crm_sum_int8, migration crm 0013): no numeric per event (13.6 -> 12 s). An event
+    counts from the local acquisition day; the cumulative contribution is compared at the last
+    event of each local day (the next event of the customer falls on another day), so that it
+    is the one at the end of the day, as in
     _payback_sql.
 
     Not `ordered` (staff ids spread over more than STAFF_ARRAY_MAX_SPAN, too many for the
@@ -569,7 +571,7 @@ WITH events AS (
      FROM {interaction} i WHERE i.occurred_at < %(end_ts)s ORDER BY 1, 2)
 ), c AS (
     -- once per customer, not per event: the target in units and the acquisition day's start
-    SELECT id, acquisition_date, acquisition_cost * {UNITS} AS target,
+    SELECT id, acquisition_date, CAST(acquisition_cost * {UNITS} AS BIGINT) AS target,
         (acquisition_date::timestamp AT TIME ZONE %(tz)s) AS start
     FROM {customer}
     WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL
@@ -577,7 +579,7 @@ WITH events AS (
     ORDER BY id OFFSET 0
 ), running AS (
     SELECT e.customer_id, c.acquisition_date, c.target, e.at,
-        SUM(e.amount) OVER w AS cum, LEAD(e.at) OVER w AS next_at
+        crm_sum_int8(e.amount) OVER w AS cum, LEAD(e.at) OVER w AS next_at
     FROM events e JOIN c ON c.id = e.customer_id
     WHERE e.at >= c.start
     WINDOW w AS (PARTITION BY e.customer_id ORDER BY e.at ROWS UNBOUNDED PRECEDING)
