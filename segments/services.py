@@ -182,26 +182,22 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
         # The statements below are portable to SQLite >= 3.39 (UPDATE ... FROM, IS DISTINCT FROM).
         on_commit = " ON COMMIT DROP" if postgres else ""
         cur.execute("DROP TABLE IF EXISTS segments_tmp_assignment")
-        cur.execute("DROP TABLE IF EXISTS segments_tmp_branch")
-        cur.execute(
-            "CREATE TEMP TABLE segments_tmp_branch (branch integer PRIMARY KEY, bucket_id bigint, "
-            "reason text)" + on_commit
+        # Each branch's bucket and reason, looked up by a CASE on the branch number rather than
+        # a join with a table of branches: the assignment then joins only tables keyed by
+        # customer, which PostgreSQL can merge in key order (see `merge_joins` below).
+        branch_bucket = " ".join(
+            f"WHEN {n} THEN CAST(%s AS bigint)" for n in range(1, len(bucket_ids) + 1)
         )
-        cur.executemany(
-            "INSERT INTO segments_tmp_branch (branch, bucket_id, reason) VALUES (%s, %s, %s)",
-            [
-                (n, bucket_id, reason)
-                for n, (bucket_id, reason) in enumerate(zip(bucket_ids, reasons, strict=True), 1)
-            ],
-        )
+        branch_reason = " ".join(f"WHEN {n} THEN %s" for n in range(1, len(reasons) + 1))
         # `sql` is Django's compiled query; its values travel as parameters. PostgreSQL: OFFSET
         # 0 keeps the subquery a subquery, so that the rules' CASE is computed once a row; once
         # flattened into the join, the hash join computed it twice (1M customers: 4.4 -> 3.4 s).
         fence = " OFFSET 0" if postgres else ""
         assigned = (
-            f"SELECT s.pk AS customer_id, b.bucket_id, b.reason{stored} "  # noqa: S608
-            f"FROM ({sql}{fence}) s JOIN segments_tmp_branch b ON b.branch = s.branch"
+            f"SELECT s.pk AS customer_id, CASE s.branch {branch_bucket} END AS bucket_id, "  # noqa: S608
+            f"CASE s.branch {branch_reason} END AS reason{stored} FROM ({sql}{fence}) s"
         )
+        params = (*bucket_ids, *reasons, *params)
         if not everyone:  # a narrow table of the customers evaluated
             cur.execute(
                 "CREATE TEMP TABLE segments_tmp_assignment (customer_id bigint, "
@@ -230,6 +226,15 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
         moved = f"{current['id']} IS NULL OR {current['bucket']} {distinct} t.bucket_id"
         current_differs = f"{moved} OR {current['reason']} {distinct} t.reason"
         cur.execute("DROP TABLE IF EXISTS segments_tmp_change")
+        # Everyone on PostgreSQL: the customer, metrics and membership tables are joined in key
+        # order (merge joins along their primary keys), not hashed: 1M customers 4.5 -> 3.1 s.
+        merge_joins = everyone and postgres
+        if merge_joins:
+            cur.execute(
+                "SELECT current_setting('enable_hashjoin'), "
+                "set_config('enable_hashjoin', 'off', true)"
+            )
+            hashjoin = cur.fetchone()[0]
         cur.execute(
             "CREATE TEMP TABLE segments_tmp_change" + on_commit + " AS "  # noqa: S608
             "SELECT t.customer_id, t.bucket_id, t.reason, "
@@ -239,6 +244,8 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
             f"FROM {source}{joins}WHERE {current_differs}{copy_differs}",
             params if everyone else None,
         )
+        if merge_joins:
+            cur.execute("SELECT set_config('enable_hashjoin', %s, true)", [hashjoin])
         if postgres:
             cur.execute("ANALYZE segments_tmp_change")
         cur.execute(
@@ -296,7 +303,6 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
             )
         counts = dict(cur.fetchall())
         cur.execute("DROP TABLE IF EXISTS segments_tmp_assignment")
-        cur.execute("DROP TABLE segments_tmp_branch")
         cur.execute("DROP TABLE segments_tmp_change")
     return {
         "counts": counts,

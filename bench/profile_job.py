@@ -1,0 +1,124 @@
+"""Per-statement profile of the nightly ROI job on the kept benchmark database.
+
+Runs the benchmark's nightly pair (yesterday's full run, then today's incremental one after
+1 % of customers got a new order or interaction, removed again afterwards) and prints, for
+each run, the slowest statements of the job's own connection with their wall time, and the
+time spent waiting for the second connection (crm.side_query). Nothing is written to
+bench/RESULTS.md: this is a tool for finding where the time goes, not a benchmark.
+
+    KEEP_PGDATA=$PWD/bench/data/pgdata PG_SHARED_BUFFERS=6GB \
+        scripts/with-services.sh .venv/bin/python bench/profile_job.py [--only full|incremental]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _shape(sql: str) -> str:
+    return re.sub(r"\s+", " ", sql).strip()[:150]
+
+
+def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
+    from django.db import connection
+
+    from crm import side_query
+
+    timings: list[tuple[float, str]] = []
+
+    def wrapper(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            timings.append((time.perf_counter() - started, _shape(sql)))
+
+    waited = [0.0]
+    original = side_query.SideQuery.result
+
+    def timed_result(self):
+        started = time.perf_counter()
+        try:
+            return original(self)
+        finally:
+            waited[0] += time.perf_counter() - started
+
+    side_query.SideQuery.result = timed_result
+    if explain_ms is not None:  # plans of the slow statements, as notices to this client
+        connection.ensure_connection()
+        connection.connection.add_notice_handler(lambda d: print(d.message_primary, flush=True))
+        with connection.cursor() as cur:
+            cur.execute("LOAD 'auto_explain'")
+            cur.execute("SET auto_explain.log_level = 'notice'")
+            cur.execute("SET auto_explain.log_analyze = on")
+            cur.execute("SET auto_explain.log_timing = off")
+            cur.execute("SET auto_explain.log_nested_statements = on")
+            cur.execute(
+                "SELECT set_config('auto_explain.log_min_duration', %s, false)", [str(explain_ms)]
+            )
+    started = time.perf_counter()
+    try:
+        with connection.execute_wrapper(wrapper):
+            job = call()
+    finally:
+        side_query.SideQuery.result = original
+    total = time.perf_counter() - started
+    print(f"\n== {label}: {total:.2f} s, {len(timings)} statements, {job.counts}"[:400])
+    print(f"   waiting for the second connection: {waited[0]:.2f} s")
+    for seconds, sql in sorted(timings, reverse=True)[:top]:
+        print(f"   {seconds:7.3f}  {sql}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", choices=["full", "incremental"])
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--explain", type=int, metavar="MS", help="print the plans of statements over MS ms"
+    )
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key")  # noqa: S105
+    os.environ.setdefault("DEBUG", "0")
+    import django
+
+    django.setup()
+    from django.utils import timezone
+
+    from bench.bench_job import _event_watermarks, _touch, _untouch
+    from segments.jobs import roi_recalculate
+
+    as_of = timezone.localdate()
+    if args.only != "incremental":
+        profile(
+            "full run",
+            lambda: roi_recalculate(as_of=as_of - dt.timedelta(days=1), full=True),
+            args.top,
+            args.explain,
+        )
+    if args.only != "full":
+        watermarks = _event_watermarks()
+        touched = _touch(0.01, as_of)
+        try:
+            profile(
+                f"incremental run ({touched:,} new rows)",
+                lambda: roi_recalculate(as_of=as_of),
+                args.top,
+                args.explain,
+            )
+        finally:
+            _untouch(watermarks)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
