@@ -41,7 +41,7 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
         finally:
             timings.append((time.perf_counter() - started, _shape(sql)))
 
-    waited = [0.0]
+    waited: list[float] = []
     original = side_query.SideQuery.result
 
     def timed_result(self):
@@ -49,7 +49,7 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
         try:
             return original(self)
         finally:
-            waited[0] += time.perf_counter() - started
+            waited.append(time.perf_counter() - started)
 
     side_query.SideQuery.result = timed_result
     if explain_ms is not None:  # plans of the slow statements, as notices to this client
@@ -72,7 +72,8 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
         side_query.SideQuery.result = original
     total = time.perf_counter() - started
     print(f"\n== {label}: {total:.2f} s, {len(timings)} statements, {job.counts}"[:400])
-    print(f"   waiting for the second connection: {waited[0]:.2f} s")
+    waits = ", ".join(f"{w:.2f}" for w in waited) or "none"
+    print(f"   waiting for the second connection: {sum(waited):.2f} s ({waits})")
     for seconds, sql in sorted(timings, reverse=True)[:top]:
         print(f"   {seconds:7.3f}  {sql}")
 

@@ -978,18 +978,17 @@ def _cohorts_sql(table: str | None = None) -> str:
     return f"SELECT cohort, month, SUM(units) FROM ({events}) e GROUP BY cohort, month"  # noqa: S608
 
 
-def _side_cohorts_statements(params: dict, *, staff_array: bool) -> list[tuple[str, dict | None]]:
-    """Statements for a second connection, which cannot see this one's writes: the cohort
-    table's rows from every order and interaction, in one process, while this connection
-    writes the metrics and ranks with the other core.
+def _side_cohorts_sql(*, staff_array: bool) -> str:
+    """SELECT for a second connection, which cannot see this one's writes: the cohort table's
+    rows from every order and interaction, while this connection writes the metrics.
 
     Each customer's cohort is derived from the customer and order tables as the staging step
     derives it: the acquisition month, else the month of the first order, an index lookup made
     only for the customers without an acquisition date. The orders and interactions (costs
     from _staff_cents_array where `staff_array`) are joined with those cohorts once, by
     customer, and grouped by cohort and month. Before, a table of every customer's cohort (a
-    GROUP BY over every order) and a join per event table in parallel workers: about 13
-    CPU-seconds against 8 here at 1M customers, and both cores taken from the metrics writes."""
+    GROUP BY over every order) and then a join per event table: about 13 CPU-seconds against
+    8 in one process here at 1M customers."""
     customer, order = Customer._meta.db_table, Order._meta.db_table
     interaction = Interaction._meta.db_table
     first_order = (
@@ -1002,7 +1001,7 @@ def _side_cohorts_statements(params: dict, *, staff_array: bool) -> list[tuple[s
     else:
         cost = "i.minutes * u.cents"
         staff_join = f" JOIN {staff_cents_sql()} u ON u.id = i.staff_id"
-    cells = f"""
+    return f"""
 WITH c AS (
     SELECT c.id, {_acquisition_month("c.acquisition_date", local_date(first_order))} AS cohort
     FROM {customer} c
@@ -1018,12 +1017,11 @@ FROM events e JOIN c ON c.id = e.customer_id
 WHERE c.cohort IS NOT NULL
 GROUP BY 1, 2
 """  # noqa: S608
-    return [*SIDE_SETTINGS, ("SET max_parallel_workers_per_gather = 0", None), (cells, params)]
 
 
 def _cohorts_rebuild(cursor, params: dict, *, rows: list | None = None) -> None:
     """Recompute CohortContribution from every order and interaction (after the metrics write),
-    or write `rows` computed by _side_cohorts_statements."""
+    or write `rows` computed by _side_cohorts_sql."""
     cells = CohortContribution._meta.db_table
     if rows is None:
         cursor.execute(_cohorts_sql(), params)
@@ -1151,8 +1149,10 @@ def _stage_with_side_queries(
     and the staging one has the other core and its parallel workers: 30 s one after the other
     -> 13-14.5 s side by side at 1M customers on two cores.
 
-    Then the second connection computes the cohort table's rows while this one writes the
-    metrics; returns that query, entered into `sides` (cancelled if the refresh fails)."""
+    Then the second connection computes the cohort table's rows (_side_cohorts_sql) while
+    this one writes the metrics; returns that query, entered into `sides` (cancelled if the
+    refresh fails). Started as soon as the payback days are done instead, beside the end of
+    the staging, it saved nothing: both cores are busy either way."""
     side = SIDE_PAYBACK_TABLE
     payback_sql = _payback_sql(everyone=True, ordered=staff_array)
     statements = list(SIDE_SETTINGS)
@@ -1168,7 +1168,7 @@ def _stage_with_side_queries(
             params,
         )
         payback.result()
-    cohorts = _side_cohorts_statements(params, staff_array=staff_array)
+    cohorts = [*SIDE_SETTINGS, (_side_cohorts_sql(staff_array=staff_array), params)]
     return sides.enter_context(side_query(cohorts))
 
 

@@ -67,6 +67,9 @@ class FieldSpec:
     label: Any
     kind: str
     choices: tuple[tuple[str, Any], ...] = field(default=())
+    # Computed per customer by a subquery (not a column): compiled after the other conditions
+    # of its group, so that AND and OR stop before it wherever they can (_compile_group).
+    costly: bool = False
 
     @property
     def operators(self) -> tuple[str, ...]:
@@ -77,8 +80,8 @@ class FieldSpec:
         return tuple(value for value, _label in self.choices)
 
 
-def _spec(name, label, kind, choices=()):
-    return FieldSpec(name=name, label=label, kind=kind, choices=tuple(choices))
+def _spec(name, label, kind, choices=(), costly=False):
+    return FieldSpec(name=name, label=label, kind=kind, choices=tuple(choices), costly=costly)
 
 
 # The registry. segments.selectors.RULE_ANNOTATIONS must have an entry for each name.
@@ -110,7 +113,7 @@ FIELDS: dict[str, FieldSpec] = {
         _spec("contribution_lifetime", _("Contribution (lifetime)"), DECIMAL),
         _spec("cost_to_serve_window", _("Cost to serve (365 days)"), DECIMAL),
         _spec("minutes_window", _("Minutes served (365 days)"), INT),
-        _spec("followers", _("Followers (all networks)"), INT),
+        _spec("followers", _("Followers (all networks)"), INT, costly=True),
         _spec("has_owner", _("Has an account owner"), BOOL),
     ]
 }
@@ -307,10 +310,22 @@ def compile_rules(rules: Any) -> Q:
     return _compile_group(validate(rules))
 
 
+def _costly(item: dict) -> bool:
+    """Whether a validated item reads a field computed by a subquery (FieldSpec.costly)."""
+    if "conditions" in item:
+        return any(_costly(child) for child in item["conditions"])
+    return FIELDS[item["field"]].costly
+
+
 def _compile_group(group: dict) -> Q:
+    """AND or OR of the group's items, those reading a costly field last (a stable order
+    otherwise): both are commutative in SQL's three-valued logic, so the result is the same,
+    and the database evaluates left to right and stops at the first deciding operand. In the
+    nightly job's CASE over every customer, a followers subquery placed after a buyer-type
+    test is run for the customers that pass it only."""
+    items = sorted(group["conditions"], key=_costly)
     parts = [
-        _compile_group(item) if "conditions" in item else _compile_condition(item)
-        for item in group["conditions"]
+        _compile_group(item) if "conditions" in item else _compile_condition(item) for item in items
     ]
     result = parts[0]
     for part in parts[1:]:

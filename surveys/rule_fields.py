@@ -62,7 +62,9 @@ def register() -> None:
     from segments.rules import CHOICE, FieldSpec
     from segments.selectors import rule_field_register
 
-    spec = FieldSpec(name=NAME, label=_("Latest NPS category"), kind=CHOICE, choices=CHOICES)
+    spec = FieldSpec(
+        name=NAME, label=_("Latest NPS category"), kind=CHOICE, choices=CHOICES, costly=True
+    )
     rule_field_register(
         spec=spec, annotation=latest_nps_category, changed_since=customers_answered_since
     )

@@ -276,3 +276,47 @@ def test_apps_above_can_register_a_rule_field(people):
         selectors.rule_field_register(
             spec=rules.FieldSpec("city", "City", rules.STRING), annotation=None
         )
+
+
+# -- evaluation order ---------------------------------------------------------------------
+
+
+def _sql_positions(tree, *needles):
+    query = customers_for_rules(as_of=AS_OF).filter(rules.compile_rules(tree)).values("pk")
+    where = str(query.query).split(" WHERE ", 1)[1]
+    return [where.index(needle) for needle in needles]
+
+
+@pytest.mark.parametrize("op", ["and", "or"])
+def test_costly_fields_are_compiled_after_the_others_of_their_group(op):
+    """The followers subquery comes after the column test, in AND and in OR groups and when
+    nested, so that the database can stop before it; the other conditions keep their order."""
+    tree = group(
+        cond("followers", ">=", 3000),
+        cond("buyer_type", "in", ["regular", "occasional"]),
+        group(cond("followers", "<", 100), cond("effort", ">=", 8)),
+        cond("city", "=", "Seoul"),
+        op=op,
+    )
+    buyer, city, effort, followers = _sql_positions(
+        tree, '"buyer_type" IN', '"city" = ', '"service_effort" >= ', '"crm_socialprofile"'
+    )
+    # Column tests in their order, then the costly items in theirs: the followers test, then
+    # the nested group, whose own column test comes first.
+    assert buyer < city < followers < effort
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("op", ["and", "or"])
+def test_costly_order_selects_the_same_customers(op):
+    loud = CustomerFactory(service_effort=9)
+    SocialProfileFactory(customer=loud, followers=5000)
+    quiet = CustomerFactory(service_effort=9)
+    CustomerFactory(service_effort=2)
+    tree = group(cond("followers", ">=", 3000), cond("effort", ">=", 8), op=op)
+    found = set(
+        customers_for_rules(as_of=AS_OF)
+        .filter(rules.compile_rules(tree))
+        .values_list("pk", flat=True)
+    )
+    assert found == ({loud.pk} if op == "and" else {loud.pk, quiet.pk})
