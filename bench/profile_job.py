@@ -1,7 +1,8 @@
 """Per-statement profile of the nightly ROI job on the kept benchmark database.
 
-Runs the benchmark's nightly pair (yesterday's full run, then today's incremental one after
-1 % of customers got a new order or interaction, removed again afterwards) and prints, for
+Runs the benchmark's nightly pair as bench_job does (tables prewarmed, yesterday's full run,
+VACUUM, then today's incremental one after 1 % of customers got a new order or interaction,
+removed again afterwards) and prints, for
 each run, the slowest statements of the job's own connection with their wall time, and the
 time spent waiting for the second connection (crm.side_query). Nothing is written to
 bench/RESULTS.md: this is a tool for finding where the time goes, not a benchmark.
@@ -95,10 +96,12 @@ def main() -> int:
     django.setup()
     from django.utils import timezone
 
-    from bench.bench_job import _event_watermarks, _touch, _untouch
+    from bench.bench_job import _event_watermarks, _prewarm, _touch, _untouch, _vacuum
     from segments.jobs import roi_recalculate
 
     as_of = timezone.localdate()
+    warm_mb, warm_s = _prewarm()
+    print(f"prewarmed {warm_mb:,.0f} MB in {warm_s:.1f} s")
     if args.only != "incremental":
         profile(
             "full run",
@@ -107,6 +110,7 @@ def main() -> int:
             args.explain,
         )
     if args.only != "full":
+        print(f"vacuumed in {_vacuum():.1f} s")
         watermarks = _event_watermarks()
         touched = _touch(0.01, as_of)
         try:
