@@ -116,6 +116,19 @@ def _pg() -> bool:
     return connection.vendor == "postgresql"
 
 
+@contextlib.contextmanager
+def planner_setting(cursor, name: str, value: str):
+    """PostgreSQL: run the block's statements with planner setting `name` = `value`, then put
+    back what it was (both local to the transaction). Elsewhere: nothing."""
+    if not _pg():
+        yield
+        return
+    cursor.execute("SELECT current_setting(%s), set_config(%s, %s, true)", [name, name, value])
+    previous = cursor.fetchone()[0]
+    yield
+    cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
+
+
 def local_date(expr: str) -> str:
     """SQL: the local calendar date of timestamp `expr` (SQLite: its stored UTC date)."""
     return f"({expr} AT TIME ZONE %(tz)s)::date" if _pg() else f"date({expr})"
@@ -296,12 +309,7 @@ def _stage_sql(
         return f"COALESCE({mode_ref}.{name}, '')" if mode_ref else f"COALESCE({cte}.value, '')"
 
     i_window = "i.occurred_at >= %(window_start)s"
-    cost = "i.minutes * u.cents"  # 1/UNITS of the currency: exact, and integer arithmetic
-    staff_join = f"\n    JOIN {staff_cents_sql(fenced=not lateral)} u ON u.id = i.staff_id"
-    if staff_array:
-        cents, low = _staff_cents_array()
-        cost = f"i.minutes * {cents}[i.staff_id - {low} + 1]"
-        staff_join = ""
+    cost, staff_join = _interaction_cost_sql(staff_array=staff_array, fenced=not lateral)
     last_day = local_date("o.last_order_at")
     first_day = local_date("o.first_order_at")
     # the first order / interaction above the watermarks (payback is kept if it comes later)
@@ -538,6 +546,17 @@ def _staff_cents_array() -> tuple[str, str]:
         f"LEFT JOIN {staff_cents_sql(fenced=False)} u ON u.id = g.id)"
     )
     return array, low
+
+
+def _interaction_cost_sql(*, staff_array: bool, fenced: bool = True) -> tuple[str, str]:
+    """SQL (cost, join) of an interaction `i`'s cost to serve in 1/UNITS of the currency
+    (exact, integer arithmetic): from _staff_cents_array with `staff_array` (no join, so that
+    the interactions keep their index order), else from staff_cents_sql(fenced=...) joined as
+    `u` (the join clause, to follow the interaction table)."""
+    if staff_array:
+        cents, low = _staff_cents_array()
+        return f"i.minutes * {cents}[i.staff_id - {low} + 1]", ""
+    return "i.minutes * u.cents", f" JOIN {staff_cents_sql(fenced=fenced)} u ON u.id = i.staff_id"
 
 
 def _payback_everyone_sql(*, ordered: bool = True) -> str:
@@ -792,15 +811,7 @@ def _ranks_full(cursor) -> None:
     table, bounds = CustomerMetrics._meta.db_table, RankBoundary._meta.db_table
     true = "TRUE" if _pg() else "1"
     cursor.execute(f"DROP TABLE IF EXISTS {RANKS_TABLE}")
-    if _pg():
-        cursor.execute(
-            "SELECT current_setting('parallel_tuple_cost'), "
-            "set_config('parallel_tuple_cost', '0.001', true)"
-        )
-        previous = cursor.fetchone()[0]
-        cursor.execute(_ranks_sql())
-        cursor.execute("SELECT set_config('parallel_tuple_cost', %s, true)", [previous])
-    else:
+    with planner_setting(cursor, "parallel_tuple_cost", "0.001"):
         cursor.execute(_ranks_sql())
     # Recorded: the customers whose decile moves (bucket rules read it, not the effort).
     cursor.execute(
@@ -967,12 +978,12 @@ def _cohort_events_sql(*, customers: str, cohort: str, sign: str, extra: str = "
     )
 
 
-def _cohorts_sql(table: str | None = None) -> str:
+def _cohorts_sql() -> str:
     """SELECT of the CohortContribution rows (cohort, month, units) from every order and
-    interaction: a plain SELECT, unlike INSERT ... SELECT, may run in parallel workers (about
-    twice as fast on two cores), and its result is small. The customers' cohorts come from
-    `table` (customer_id, acquisition_month), by default the metrics table."""
-    table = table or CustomerMetrics._meta.db_table
+    interaction, the customers' cohorts from the metrics table: a plain SELECT, unlike INSERT
+    ... SELECT, may run in parallel workers (about twice as fast on two cores), and its result
+    is small."""
+    table = CustomerMetrics._meta.db_table
     customers = f"SELECT customer_id, acquisition_month FROM {table}"  # noqa: S608
     events = _cohort_events_sql(customers=customers, cohort="acquisition_month", sign="1")
     return f"SELECT cohort, month, SUM(units) FROM ({events}) e GROUP BY cohort, month"  # noqa: S608
@@ -988,19 +999,14 @@ def _side_cohorts_sql(*, staff_array: bool) -> str:
     from _staff_cents_array where `staff_array`) are joined with those cohorts once, by
     customer, and grouped by cohort and month. Before, a table of every customer's cohort (a
     GROUP BY over every order) and then a join per event table: about 13 CPU-seconds against
-    8 in one process here at 1M customers."""
+    8 here (measured in one process) at 1M customers."""
     customer, order = Customer._meta.db_table, Order._meta.db_table
     interaction = Interaction._meta.db_table
     first_order = (
         f"(SELECT MIN(f.placed_at) FROM {order} f "  # noqa: S608
         "WHERE f.customer_id = c.id AND f.placed_at < %(end_ts)s)"
     )
-    if staff_array:
-        cents, low = _staff_cents_array()
-        cost, staff_join = f"i.minutes * {cents}[i.staff_id - {low} + 1]", ""
-    else:
-        cost = "i.minutes * u.cents"
-        staff_join = f" JOIN {staff_cents_sql()} u ON u.id = i.staff_id"
+    cost, staff_join = _interaction_cost_sql(staff_array=staff_array)
     return f"""
 WITH c AS (
     SELECT c.id, {_acquisition_month("c.acquisition_date", local_date(first_order))} AS cohort
