@@ -22,6 +22,7 @@ from crm.metrics import (
     CHANGED_TABLE,
     METRICS_VERSION,
     NEW_TABLE,
+    before_images_create,
     metrics_params,
     metrics_refresh,
 )
@@ -357,15 +358,64 @@ def _membership_scope(*, last: JobRun, as_of: dt.date, signature: list) -> str |
     return SCOPE_TABLE
 
 
+# --- aggregates kept from one run to the next --------------------------------------------------
+
+BEFORE_TABLE = "segments_tmp_before"  # images of the metrics rows this run writes
+AGGREGATES_VERSION = 1  # of the JSON in JobRun.aggregates
+
+
+def _previous_aggregates(last: JobRun | None) -> selectors.RoiAggregates | None:
+    """The aggregates the last successful run stored, read again once other writers of the
+    metrics table are locked out; None when there are none to move (SQLite, cleared by another
+    writer's trigger, another format)."""
+    if connection.vendor != "postgresql" or last is None:
+        return None
+    stored = JobRun.objects.filter(pk=last.pk).values_list("aggregates", flat=True).first()
+    if (
+        not stored
+        or stored.get("version") != AGGREGATES_VERSION
+        or stored.get("as_of") != last.as_of.isoformat()
+    ):
+        return None
+    return selectors.RoiAggregates.from_json(stored["sums"])
+
+
+def _ranked(aggregates: selectors.RoiAggregates) -> dict:
+    """The rows each global rank counted (crm.metrics RANKS) when the aggregates were taken:
+    every metrics row for the value decile, the rows served for the suggested effort."""
+    rows = aggregates.buckets.values()
+    return {
+        "decile": sum(row["customers"] for row in rows),
+        "effort": sum(row["served"] or 0 for row in rows),
+    }
+
+
+def _aggregates_store(run: JobRun, *, as_of: dt.date, aggregates) -> None:
+    """Keep this run's aggregates for the next one (PostgreSQL: elsewhere nothing clears them
+    when the metrics table is written outside the job), and only this run's."""
+    if connection.vendor != "postgresql":
+        return
+    JobRun.objects.exclude(pk=run.pk).filter(aggregates__isnull=False).update(aggregates=None)
+    JobRun.objects.filter(pk=run.pk).update(
+        aggregates={
+            "version": AGGREGATES_VERSION,
+            "as_of": as_of.isoformat(),
+            "sums": aggregates.to_json(),
+        }
+    )
+
+
 # --- the job ---------------------------------------------------------------------------------
 
 
-def _memberships_refresh(*, as_of: dt.date, scope_table: str | None) -> dict:
+def _memberships_refresh(
+    *, as_of: dt.date, scope_table: str | None, before_images: str | None
+) -> dict:
     from .services import bucket_copies_repair, memberships_refresh
 
-    result = memberships_refresh(as_of=as_of, scope_table=scope_table)
+    result = memberships_refresh(as_of=as_of, scope_table=scope_table, before_images=before_images)
     if scope_table is not None:  # the bucket copy of metrics rows created tonight
-        bucket_copies_repair(customers_table=NEW_TABLE)
+        bucket_copies_repair(customers_table=NEW_TABLE, before_images=before_images)
     evaluated = sum(result.get("counts", {}).values())
     return {"entered": result.get("entered"), "left": result.get("left"), "evaluated": evaluated}
 
@@ -381,6 +431,10 @@ def roi_recalculate(
     when there is no earlier successful run, when `as_of` precedes it, or when the last full
     run is FULL_EVERY_DAYS or more before `as_of`), refresh bucket
     membership, replace the snapshots of `as_of`, precompute the whale curve and cohorts.
+    The ROI sums come from one aggregation of the metrics table, or in an incremental run on
+    PostgreSQL from the last run's sums (JobRun.aggregates) moved by the rows this run wrote,
+    imaged before each write; other writers of the metrics table wait for the run to commit
+    (readers do not), and any write outside the job clears the stored sums.
 
     Two runs never overlap: a PostgreSQL advisory lock and a "one running JobRun" unique
     index. A run that finds another in progress is not started; it is recorded as failed with
@@ -434,6 +488,21 @@ def roi_recalculate(
                         # what a sequential page does, so a few thousand customers are
                         # looked up one by one instead of hashing a whole table.
                         cur.execute("SET LOCAL random_page_cost = 1.1")
+                        # This transaction's writes of the metrics table are the job's (the
+                        # trigger of migration 0008 clears stored aggregates on any other),
+                        # and no one else writes it until commit (readers still read): the
+                        # aggregates stored below are those of the table as committed.
+                        cur.execute("SET LOCAL segments.roi_job = 'on'")
+                        cur.execute(
+                            f"LOCK TABLE {CustomerMetrics._meta.db_table} IN EXCLUSIVE MODE"
+                        )
+                previous = None
+                if mode == JobRun.Mode.INCREMENTAL:
+                    previous = _previous_aggregates(last)
+                before = BEFORE_TABLE if previous is not None else None
+                if before:
+                    with connection.cursor() as cur:
+                        before_images_create(cur, before)
                 if progress:
                     progress("metrics")
                 ids, events_after = None, None
@@ -444,7 +513,12 @@ def roi_recalculate(
                         "interaction": last.counts.get("max_interaction_id", 0),
                     }
                 counts["customers_refreshed"] = metrics_refresh(
-                    as_of=as_of, customer_ids=ids, events_after=events_after, concurrent=concurrent
+                    as_of=as_of,
+                    customer_ids=ids,
+                    events_after=events_after,
+                    concurrent=concurrent,
+                    before_images=before,
+                    ranked_before=_ranked(previous) if before else None,
                 )
                 if progress:
                     progress("memberships")
@@ -458,7 +532,9 @@ def roi_recalculate(
                     # the statement (quadratic; minutes at 100k customers). Hash joins only.
                     with connection.cursor() as cur:
                         cur.execute("SET LOCAL enable_nestloop = off")
-                counts["memberships"] = _memberships_refresh(as_of=as_of, scope_table=scope)
+                counts["memberships"] = _memberships_refresh(
+                    as_of=as_of, scope_table=scope, before_images=before
+                )
                 if connection.vendor == "postgresql":
                     with connection.cursor() as cur:
                         cur.execute("SET LOCAL enable_nestloop = on")
@@ -467,7 +543,20 @@ def roi_recalculate(
                         cur.execute(f"DROP TABLE IF EXISTS {name}")
                 if progress:
                     progress("snapshots")
-                aggregates = selectors.roi_aggregates(as_of=as_of)
+                if before:  # last run's sums moved by the rows this run wrote
+                    aggregates = selectors.roi_aggregates_moved(
+                        previous, as_of=as_of, previous_as_of=last.as_of, before_images=before
+                    )
+                    with connection.cursor() as cur:
+                        cur.execute(f"SELECT COUNT(*) FROM {before}")  # noqa: S608
+                        counts["aggregates_moved_by"] = cur.fetchone()[0]
+                        cur.execute(f"DROP TABLE {before}")
+                else:
+                    aggregates = selectors.roi_aggregates(as_of=as_of)
+                _aggregates_store(run, as_of=as_of, aggregates=aggregates)
+                if connection.vendor == "postgresql":  # SET LOCAL outlives a savepoint: a
+                    with connection.cursor() as cur:  # caller's later writes are not the job's
+                        cur.execute("SET LOCAL segments.roi_job = 'off'")
                 counts["snapshots"] = snapshots_write(
                     as_of=as_of, job_run=run, aggregates=aggregates
                 )

@@ -210,6 +210,17 @@ class JobRun(models.Model):
         help_text=_("Precomputed screen data of this run: the whale curve and the cohorts."),
     )
     error = models.TextField(_("error"), blank=True)
+    aggregates = models.JSONField(
+        _("aggregates"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "The sums of the metrics table this run left (segments.selectors.RoiAggregates), "
+            "from which the next incremental run moves them. Cleared when anything else "
+            "writes the metrics table."
+        ),
+    )
 
     class Meta:
         verbose_name = _("ROI job run")

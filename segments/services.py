@@ -13,7 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from crm.metrics import planner_setting
+from crm.metrics import before_images_sql, planner_setting
 
 from . import rules as rules_mod
 from . import selectors
@@ -136,7 +136,13 @@ def bucket_update(*, bucket: Bucket, user=None, **changes: Any) -> Bucket:
     return bucket
 
 
-def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | None = None) -> dict:
+def memberships_refresh(
+    *,
+    as_of: date,
+    customer_ids=None,
+    scope_table: str | None = None,
+    before_images: str | None = None,
+) -> dict:
     """Re-evaluate every active bucket by priority, in SQL, and record the outcome.
 
     One CASE expression (segments.selectors.bucket_assignment) assigns each customer to the
@@ -147,7 +153,9 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
     copied into crm.CustomerMetrics (for the ROI aggregation). `customer_ids` or
     `scope_table` (a temporary table of customer_id) limit the customers evaluated. Idempotent: a
     second run with the same data changes nothing. Buckets whose stored rules no longer
-    validate are skipped and reported.
+    validate are skipped and reported. `before_images` (PostgreSQL, a table made by
+    crm.metrics.before_images_create): the metrics rows whose bucket copy changes are recorded
+    there first, as they were.
 
     Returns {"counts": {bucket_id or None: customers}, "entered": n, "left": n,
     "skipped": [bucket ids]} (counts cover the customers evaluated).
@@ -285,6 +293,11 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
                 FROM segments_tmp_change t WHERE t.is_new = 1""",
             [as_of],
         )
+        if before_images:  # the rows whose copy changes, as they are
+            moving = f"""SELECT t.customer_id FROM segments_tmp_change t
+                JOIN crm_customermetrics m ON m.customer_id = t.customer_id
+                WHERE m.bucket_id {distinct} t.bucket_id"""  # noqa: S608
+            cur.execute(before_images_sql(before_images, moving))
         cur.execute(  # the bucket copied into the metrics rows (for the ROI aggregates)
             f"""UPDATE crm_customermetrics SET bucket_id = t.bucket_id
                 FROM segments_tmp_change t
@@ -310,13 +323,24 @@ def memberships_refresh(*, as_of: date, customer_ids=None, scope_table: str | No
     }
 
 
-def bucket_copies_repair(*, customers_table: str) -> int:
+def bucket_copies_repair(*, customers_table: str, before_images: str | None = None) -> int:
     """Copy the current bucket into the metrics rows of the customers in `customers_table` (a
     temporary table of customer_id) where it differs: for metrics rows created after their
     customer's last evaluation, which a scoped memberships_refresh does not look at unless the
-    membership changes. One UPDATE; returns the number of rows fixed."""
+    membership changes. One UPDATE; returns the number of rows fixed. `before_images`: as for
+    memberships_refresh."""
     distinct = "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
     with connection.cursor() as cur:
+        if before_images:
+            cur.execute(
+                before_images_sql(
+                    before_images,
+                    f"""SELECT n.customer_id FROM {customers_table} n
+                    JOIN segments_currentmembership c ON c.customer_id = n.customer_id
+                    JOIN crm_customermetrics m ON m.customer_id = n.customer_id
+                    WHERE m.bucket_id {distinct} c.bucket_id""",  # noqa: S608
+                )
+            )
         cur.execute(
             f"""UPDATE crm_customermetrics SET bucket_id = c.bucket_id
                 FROM {customers_table} n

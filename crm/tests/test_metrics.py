@@ -350,7 +350,9 @@ def test_incremental_rank_repair_equals_a_full_rerank(seed, monkeypatch):
     monkeypatch.setattr(metrics, "RANK_REPAIR_MIN_ROWS", 10)
     repairs, repair = [], metrics._ranks_repair
     monkeypatch.setattr(
-        metrics, "_ranks_repair", lambda *args: repairs.append(repair(*args)) or repairs[-1]
+        metrics,
+        "_ranks_repair",
+        lambda *args, **kw: repairs.append(repair(*args, **kw)) or repairs[-1],
     )
     rnd = random.Random(seed)
     staff = SupportUserFactory()

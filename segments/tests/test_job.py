@@ -282,11 +282,26 @@ def test_incremental_equals_full(seed, monkeypatch):
     incremental = roi_recalculate(as_of=d2)
     assert incremental.mode == "incremental"
     assert incremental.counts["customers_refreshed"] < len(customers)
-    after_incremental = _state(d2)
+    # The ROI sums were moved from d1's by the rows the run wrote, not aggregated again.
+    assert 0 < incremental.counts["aggregates_moved_by"] < len(customers)
+    after_incremental, moved_sums = _state(d2), _sums(incremental)
     full = roi_recalculate(as_of=d2, full=True)
     assert full.mode == "full"
+    assert "aggregates_moved_by" not in full.counts
     assert _state(d2) == after_incremental
     assert full.reports == incremental.reports  # whale curve and cohorts
+    assert moved_sums == _sums(full)  # and every sum, histogram bin and cohort size
+
+
+def _sums(run: JobRun) -> dict:
+    """The aggregates a run stored, an empty SUM (NULL) read as 0."""
+    run.refresh_from_db()
+    sums = run.aggregates["sums"]
+    for row in sums["buckets"].values():
+        for name, value in row.items():
+            row[name] = Decimal(value or 0)
+    sums["whale"] = sorted((b, n, Decimal(amount or 0)) for b, n, amount in sums["whale"])
+    return sums
 
 
 def _business(seed):
@@ -422,6 +437,43 @@ def test_incremental_moves_an_untouched_customer_whose_days_since_cross_a_rule()
     assert CurrentMembership.objects.get(customer=quiet).bucket_id == lapsing.pk
     snap = RoiSnapshot.objects.get(date=AS_OF + dt.timedelta(days=1), bucket=lapsing)
     assert snap.customers == 1
+
+
+@pytest.mark.django_db
+def test_incremental_moves_the_sums_of_an_untouched_customer_whose_status_the_date_moves():
+    fading = CustomerFactory()
+    order(fading, (AS_OF - dt.timedelta(days=180)).isoformat(), "10")  # at risk, churned next day
+    order(CustomerFactory(), "2026-06-20", "10")
+    roi_recalculate(as_of=AS_OF)
+    assert RoiSnapshot.objects.get(date=AS_OF, bucket=None).churn_rate == 0
+    tomorrow = AS_OF + dt.timedelta(days=1)
+    run = roi_recalculate(as_of=tomorrow)
+    assert run.mode == "incremental" and run.counts["customers_refreshed"] == 0
+    assert run.counts["aggregates_moved_by"] == 1  # the row whose status the date moved
+    assert CustomerMetrics.objects.get(customer=fading).status == "churned"
+    moved = RoiSnapshot.objects.get(date=tomorrow, bucket=None)
+    assert moved.customers == 2 and moved.churn_rate == Decimal("0.5")
+    roi_recalculate(as_of=tomorrow, full=True)
+    assert RoiSnapshot.objects.get(date=tomorrow, bucket=None).churn_rate == Decimal("0.5")
+
+
+@pytest.mark.django_db
+def test_a_metrics_row_written_outside_the_job_makes_the_next_run_aggregate_every_row():
+    gone, kept = CustomerFactory(), CustomerFactory()
+    order(gone, "2026-06-20", "10")
+    order(kept, "2026-06-21", "30")
+    first = roi_recalculate(as_of=AS_OF)
+    first.refresh_from_db()
+    assert first.aggregates["sums"]["buckets"]["0"]["customers"] == 2
+    gone.delete()  # its metrics row goes with it: the trigger clears the stored sums
+    first.refresh_from_db()
+    assert first.aggregates is None
+    run = roi_recalculate(as_of=AS_OF + dt.timedelta(days=1))
+    assert run.mode == "incremental" and "aggregates_moved_by" not in run.counts
+    snap = RoiSnapshot.objects.get(date=AS_OF + dt.timedelta(days=1), bucket=None)
+    assert snap.customers == 1 and snap.margin == Decimal("30")
+    run.refresh_from_db()  # and the sums it stored are whole again
+    assert run.aggregates["sums"]["buckets"]["0"]["customers"] == 1
 
 
 @pytest.mark.django_db
