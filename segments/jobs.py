@@ -25,6 +25,7 @@ from crm.metrics import (
     before_images_create,
     metrics_params,
     metrics_refresh,
+    planner_setting,
 )
 from crm.metrics import start_of_day as metrics_start_of_day
 from crm.models import Customer, CustomerMetrics, Interaction, Order, SocialProfile
@@ -36,6 +37,9 @@ from .models import Bucket, JobRun, RoiSnapshot
 logger = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 724_311_002  # pg_try_advisory_lock key: one ROI run at a time
+# How long a run waits for other writers of the metrics table to commit before it fails (an
+# OperationalError: the Celery task retries it later).
+LOCK_WAIT = "5min"
 STALE_RUNNING_AFTER = dt.timedelta(hours=6)  # SQLite only: a "running" row older than this died
 STEPS = ("metrics", "memberships", "snapshots", "reports")
 # Edits the incremental scope cannot see (an order or interaction changed in place or deleted, a
@@ -493,9 +497,10 @@ def roi_recalculate(
                         # and no one else writes it until commit (readers still read): the
                         # aggregates stored below are those of the table as committed.
                         cur.execute("SET LOCAL segments.roi_job = 'on'")
-                        cur.execute(
-                            f"LOCK TABLE {CustomerMetrics._meta.db_table} IN EXCLUSIVE MODE"
-                        )
+                        with planner_setting(cur, "lock_timeout", LOCK_WAIT):
+                            cur.execute(
+                                f"LOCK TABLE {CustomerMetrics._meta.db_table} IN EXCLUSIVE MODE"
+                            )
                 previous = None
                 if mode == JobRun.Mode.INCREMENTAL:
                     previous = _previous_aggregates(last)

@@ -185,6 +185,80 @@ def test_two_runs_never_overlap():
     assert roi_recalculate(as_of=AS_OF).status == "succeeded"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_other_writers_of_the_metrics_table_wait_for_a_run_and_readers_do_not():
+    kept, gone = CustomerFactory(), CustomerFactory()
+    order(kept, "2026-06-20", "10")
+    order(gone, "2026-06-21", "30")
+    roi_recalculate(as_of=AS_OF)
+    holding, release, deleted = threading.Event(), threading.Event(), threading.Event()
+    outcome = {}
+
+    def hold(step):
+        if step == "memberships":
+            holding.set()
+            release.wait(timeout=20)
+
+    def run():
+        try:
+            outcome["run"] = roi_recalculate(as_of=AS_OF + dt.timedelta(days=1), progress=hold)
+        finally:
+            connection.close()
+
+    def delete():
+        try:
+            with connection.cursor() as cur:  # a failure of this test must not hang it
+                cur.execute("SET statement_timeout = '15s'")
+            gone.delete()  # its metrics row with it
+            deleted.set()
+        finally:
+            connection.close()
+
+    job, deleter = threading.Thread(target=run), threading.Thread(target=delete)
+    job.start()
+    try:
+        assert holding.wait(timeout=20)
+        assert CustomerMetrics.objects.count() == 2  # a reader is not kept waiting
+        deleter.start()
+        assert not deleted.wait(timeout=1)  # the writer waits for the run to commit
+    finally:
+        release.set()
+        job.join(timeout=30)
+        deleter.join(timeout=30)
+    assert outcome["run"].status == "succeeded" and deleted.is_set()
+    outcome["run"].refresh_from_db()
+    assert outcome["run"].aggregates is None  # cleared by the delete that came after it
+    after = roi_recalculate(as_of=AS_OF + dt.timedelta(days=2))
+    assert "aggregates_moved_by" not in after.counts
+    snap = RoiSnapshot.objects.get(date=AS_OF + dt.timedelta(days=2), bucket=None)
+    assert snap.customers == 1 and snap.margin == Decimal("10")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_fails_cleanly_when_another_writer_holds_the_metrics_table(monkeypatch):
+    from django.db import OperationalError, connections
+
+    order(CustomerFactory(), "2026-06-20", "10")
+    first = roi_recalculate(as_of=AS_OF)
+    monkeypatch.setattr("segments.jobs.LOCK_WAIT", "200ms")
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("UPDATE crm_customermetrics SET influence = influence")
+            with pytest.raises(OperationalError, match="lock timeout"):
+                roi_recalculate(as_of=AS_OF + dt.timedelta(days=1))
+            cur.execute("ROLLBACK")
+    finally:
+        other.close()
+    failed = JobRun.objects.get(status="failed")
+    assert "lock timeout" in failed.error
+    assert RoiSnapshot.objects.filter(date=AS_OF + dt.timedelta(days=1)).count() == 0
+    first.refresh_from_db()
+    assert first.aggregates is not None  # the update was rolled back: nothing to clear
+    assert roi_recalculate(as_of=AS_OF + dt.timedelta(days=1)).counts["aggregates_moved_by"] == 0
+
+
 @pytest.mark.django_db
 def test_a_dead_running_row_does_not_block_forever():
     JobRun.objects.create(as_of=AS_OF, mode="full", status="running")
