@@ -515,6 +515,16 @@ def test_incremental_moves_an_untouched_customer_whose_days_since_cross_a_rule()
 
 @pytest.mark.django_db
 def test_incremental_moves_the_sums_of_an_untouched_customer_whose_status_the_date_moves():
+    _status_moved_by_the_date()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_second_connection_finds_the_rows_whose_status_the_date_moves():
+    # Outside a transaction the run is concurrent: the second connection finds the candidates.
+    _status_moved_by_the_date()
+
+
+def _status_moved_by_the_date():
     fading = CustomerFactory()
     order(fading, (AS_OF - dt.timedelta(days=180)).isoformat(), "10")  # at risk, churned next day
     order(CustomerFactory(), "2026-06-20", "10")
