@@ -664,7 +664,9 @@ def _differs(left: str, right: str, columns: list[str]) -> str:
     return _distinct(f"({lhs})", f"({rhs})")
 
 
-def _write_sql(*, scoped: bool, payback_from: str | None = None) -> list[str]:
+def _write_sql(
+    *, scoped: bool, payback_from: str | None = None, tiles: dict | None = None
+) -> list[str]:
     """Statements writing the staging table into the metrics table, touching only rows whose
     values differ (an unchanged customer costs a comparison, not a write), and recording in
     CHANGED_TABLE the customers aggregated (scoped) or whose row changed or is new (full).
@@ -677,6 +679,8 @@ def _write_sql(*, scoped: bool, payback_from: str | None = None) -> list[str]:
     replace the staging table's payback_days, joined here rather than copied into it; the
     staging table then carries its comparison with the stored rows (_stage_sql
     compare_stored), so that only the payback days are compared here.
+    `tiles` (a scoped refresh; _tiles_sql over alias s): the value decile and suggested effort
+    are written with the rest, by those expressions.
     """
     table = CustomerMetrics._meta.db_table
     cols = ", ".join(_STAGE_COLUMNS)
@@ -694,12 +698,22 @@ def _write_sql(*, scoped: bool, payback_from: str | None = None) -> list[str]:
             f"WHERE s.old_state <> 1 OR {_distinct('pb.days', 's.old_payback')}"
         )
     else:
+        tiled, tiles_differ = "", ""
+        if tiles:
+            cols += ", value_decile, suggested_effort"
+            sets += ", value_decile = s.value_decile, suggested_effort = s.suggested_effort"
+            tiled = f"{tiles['decile']} AS value_decile, {tiles['effort']} AS suggested_effort, "
+            tiles_differ = " OR " + _distinct(
+                "(m.value_decile, m.suggested_effort)", f"({tiles['decile']}, {tiles['effort']})"
+            )
         diff = (
             f"CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id, {staged}, "  # noqa: S608
-            "CASE WHEN m.customer_id IS NULL THEN 1 ELSE 0 END AS missing "
+            f"{tiled}CASE WHEN m.customer_id IS NULL THEN 1 ELSE 0 END AS missing "
             f"FROM {STAGE_TABLE} s LEFT JOIN {table} m ON m.customer_id = s.customer_id "
-            f"WHERE m.customer_id IS NULL OR {_differs('m', 's', _STAGE_COLUMNS)}"
+            f"WHERE m.customer_id IS NULL OR {_differs('m', 's', _STAGE_COLUMNS)}{tiles_differ}"
         )
+        if tiles:
+            staged += ", s.value_decile, s.suggested_effort"
     return [
         "DROP TABLE IF EXISTS crm_metrics_diff",
         diff,
@@ -910,8 +924,41 @@ def _ranks_full(cursor) -> None:
     cursor.execute(f"DROP TABLE {RANKS_TABLE}")
 
 
+def _stored_boundaries(cursor) -> dict | None:
+    """The tile boundaries the last refresh stored, {kind: {tile: (value, customer_id)}} for
+    tiles 1-9 of each rank, or None when they are not all there."""
+    cursor.execute(f"SELECT kind, tile, value, customer_id FROM {RankBoundary._meta.db_table}")  # noqa: S608
+    bounds = {kind: {} for kind in RANKS}
+    for kind, tile, value, customer_id in cursor.fetchall():
+        if kind in bounds:
+            bounds[kind][tile] = (value if kind == "decile" else int(value), customer_id)
+    if any(sorted(tiles) != list(range(1, 10)) for tiles in bounds.values()):
+        return None
+    return bounds
+
+
+def _tiles_sql(alias: str, bounds: dict, prefix: str) -> tuple[dict, dict]:
+    """SQL of each rank's tile of row `alias` by boundaries `bounds` (as _stored_boundaries
+    gives), NULL where the rank does not count the row, and its parameters (named `prefix`_)."""
+    sql, args = {}, {}
+    for kind, (_column, value, ranked, desc) in RANKS.items():
+        key, later = f"({alias}.{value}, {alias}.customer_id)", "<" if desc else ">"
+        after = []
+        for tile in range(1, 10):
+            name = f"{prefix}_{kind}_{tile}"
+            args[f"{name}_v"], args[f"{name}_id"] = bounds[kind][tile]
+            after.append(f"CASE WHEN {key} {later} (%({name}_v)s, %({name}_id)s) THEN 1 ELSE 0 END")
+        qualified = ranked.replace(value, f"{alias}.{value}")
+        sql[kind] = f"CASE WHEN {qualified} THEN 1 + {' + '.join(after)} END"
+    return sql, args
+
+
 def _ranks_repair(
-    cursor, *, before_images: str | None = None, ranked_before: dict | None = None
+    cursor,
+    *,
+    before_images: str | None = None,
+    ranked_before: dict | None = None,
+    tiled_by: dict | None = None,
 ) -> bool:
     """Move the global ranks after an incremental refresh without sorting every customer.
 
@@ -926,11 +973,8 @@ def _ranks_repair(
     boundaries or few rows; the caller then re-ranks everyone.
     """
     table, bounds_table = CustomerMetrics._meta.db_table, RankBoundary._meta.db_table
-    cursor.execute(f"SELECT kind, tile, value, customer_id FROM {bounds_table}")  # noqa: S608
-    old = {kind: {} for kind in RANKS}
-    for kind, tile, value, customer_id in cursor.fetchall():
-        old[kind][tile] = (value if kind == "decile" else int(value), customer_id)
-    if any(sorted(tiles) != list(range(1, 10)) for tiles in old.values()):
+    old = tiled_by if tiled_by is not None else _stored_boundaries(cursor)
+    if old is None:
         return False
     # The rows ranked and the rows up to each old boundary: counted over every row, or, from
     # the counts when the boundaries were stored and the images of the rows written since,
@@ -1019,13 +1063,16 @@ def _ranks_repair(
         f"{column.split('.')[1]} = {tile}" for column, tile in zip(columns, tiles_sql, strict=True)
     )
     changes = _distinct(f"({', '.join(columns)})", f"({', '.join(tiles_sql)})")
-    # The customers aggregated again (already in CHANGED_TABLE): any tile.
-    cursor.execute(
-        f"UPDATE {table} SET {set_sql} "  # noqa: S608
-        f"FROM (SELECT DISTINCT customer_id FROM {CHANGED_TABLE}) ch "
-        f"WHERE ch.customer_id = {table}.customer_id AND {changes}",
-        args,
-    )
+    # The customers aggregated again (already in CHANGED_TABLE): any tile. Unless the write
+    # gave them their tiles by the old boundaries (`tiled_by`): then every row has its tile by
+    # those, and only rows between an old and a new boundary can be in another tile now.
+    if tiled_by is None:
+        cursor.execute(
+            f"UPDATE {table} SET {set_sql} "  # noqa: S608
+            f"FROM (SELECT DISTINCT customer_id FROM {CHANGED_TABLE}) ch "
+            f"WHERE ch.customer_id = {table}.customer_id AND {changes}",
+            args,
+        )
     # Everyone else: only between an old and a new boundary. Those whose decile moves are
     # recorded (bucket rules read it; suggested effort is no rule field). A row whose decile
     # moves lies in a decile span, so the rows of every span can be recorded alike.
@@ -1386,7 +1433,15 @@ def metrics_refresh(
             cursor.execute(
                 before_images_sql(before_images, f"SELECT customer_id FROM {STAGE_TABLE}")  # noqa: S608
             )
-        for statement in _write_sql(scoped=scoped, payback_from=payback_from):
+        # A scoped refresh writes the ranks of its rows by the stored boundaries, with the
+        # rest of each row; the repair below then only moves the rows between an old and a
+        # new boundary (not every row written a second time).
+        tiled_by = _stored_boundaries(cursor) if scoped else None
+        tiles = None
+        if tiled_by is not None:
+            tiles, tile_args = _tiles_sql("s", tiled_by, "old")
+            params = {**params, **tile_args}
+        for statement in _write_sql(scoped=scoped, payback_from=payback_from, tiles=tiles):
             cursor.execute(statement, params)
         if payback_from:
             cursor.execute(f"DROP TABLE {payback_from}")
@@ -1409,7 +1464,7 @@ def metrics_refresh(
             candidates=status_side.result() if status_side else None,
         )
         repaired = scoped and _ranks_repair(
-            cursor, before_images=before_images, ranked_before=ranked_before
+            cursor, before_images=before_images, ranked_before=ranked_before, tiled_by=tiled_by
         )
         if not repaired:
             _ranks_full(cursor)
