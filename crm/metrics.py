@@ -118,7 +118,8 @@ def _pg() -> bool:
 
 @contextlib.contextmanager
 def planner_setting(cursor, name: str, value: str):
-    """PostgreSQL: run the block's statements with planner setting `name` = `value`, then put
+    """PostgreSQL: run the block's statements with setting `name` = `value` (a planner one, or
+    lock_timeout), then put
     back what it was (both local to the transaction). Elsewhere: nothing."""
     if not _pg():
         yield
@@ -1036,15 +1037,12 @@ def _ranks_repair(
             if found is None:
                 return False
             new[kind][tile] = (found[0], found[1])
-    args, columns, tiles_sql, spans = {}, [], [], {kind: [] for kind in RANKS}
-    for kind, (column, value, ranked, desc) in RANKS.items():
+    tiles, args = _tiles_sql(table, new, "new")  # each row's tile by the new boundaries
+    columns, tiles_sql, spans = [], [tiles[kind] for kind in RANKS], {kind: [] for kind in RANKS}
+    for kind, (column, value, ranked, _desc) in RANKS.items():
         key = f"({table}.{value}, {table}.customer_id)"
-        later = "<" if desc else ">"
-        after = []
         for tile in range(1, 10):
             name = f"{kind}_{tile}"
-            args[f"{name}_v"], args[f"{name}_id"] = new[kind][tile]
-            after.append(f"CASE WHEN {key} {later} (%({name}_v)s, %({name}_id)s) THEN 1 ELSE 0 END")
             low, high = sorted([old[kind][tile], new[kind][tile]])
             args[f"{name}_lo_v"], args[f"{name}_lo_id"] = low
             args[f"{name}_hi_v"], args[f"{name}_hi_id"] = high
@@ -1056,9 +1054,7 @@ def _ranks_repair(
                 f"AND {key} >= (%({name}_lo_v)s, %({name}_lo_id)s) "
                 f"AND {key} <= (%({name}_hi_v)s, %({name}_hi_id)s))"
             )
-        qualified = ranked.replace(value, f"{table}.{value}")
         columns.append(f"{table}.{column}")
-        tiles_sql.append(f"CASE WHEN {qualified} THEN 1 + {' + '.join(after)} END")
     set_sql = ", ".join(
         f"{column.split('.')[1]} = {tile}" for column, tile in zip(columns, tiles_sql, strict=True)
     )
