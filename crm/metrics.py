@@ -119,8 +119,8 @@ def _pg() -> bool:
 @contextlib.contextmanager
 def planner_setting(cursor, name: str, value: str):
     """PostgreSQL: run the block's statements with setting `name` = `value` (a planner one, or
-    lock_timeout), then put
-    back what it was (both local to the transaction). Elsewhere: nothing."""
+    lock_timeout), then put back what it was (both local to the transaction). Elsewhere:
+    nothing."""
     if not _pg():
         yield
         return
