@@ -64,7 +64,7 @@ def run(ctx) -> list[Result]:
         ("by decile", "/customers/?decile=1"),
         ("by text search", f"/customers/?q={term}"),
         ("sorted by a column", "/customers/?sort=-name"),
-        ("sorted by status", "/customers/?sort=status"),
+        ("by status, deep page", "/customers/?status=at_risk&page=200"),
         ("sorted by a column, deep page", "/customers/?sort=-service_effort&page=2000"),
         ("deep page", "/customers/?page=2000"),
         ("by text search, deep page", f"/customers/?q={term}&page=20"),
