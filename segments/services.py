@@ -214,7 +214,16 @@ def memberships_refresh(
                 "CREATE TEMP TABLE segments_tmp_assignment (customer_id bigint, "
                 f"bucket_id bigint, reason text){on_commit}"
             )
-            cur.execute(f"INSERT INTO segments_tmp_assignment {assigned}", params)
+            # The nightly job's scope (a table in key order, with its key): looked up in that
+            # order, each customer and metrics row next to the last, not hashed against a scan
+            # of every customer, nor in a hash table's order (48.7k of 1M: 0.37 -> 0.24 s).
+            keyed = (
+                planner_setting(cur, "enable_hashjoin", "off")
+                if scope_table is not None
+                else contextlib.nullcontext()
+            )
+            with keyed:
+                cur.execute(f"INSERT INTO segments_tmp_assignment {assigned}", params)
             cur.execute("ANALYZE segments_tmp_assignment")  # temp tables get no autovacuum stats
         distinct = "IS DISTINCT FROM" if postgres else "IS NOT"
         # The customers whose bucket or reason differs from their current membership, or who
