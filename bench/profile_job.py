@@ -29,7 +29,7 @@ def _shape(sql: str) -> str:
 
 
 def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
-    from django.db import connection
+    from django.db import connection, connections
 
     from crm import side_query
 
@@ -53,6 +53,18 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
             waited.append(time.perf_counter() - started)
 
     side_query.SideQuery.result = timed_result
+    commits: list[float] = []
+    wrapper_class = type(connections["default"])
+    original_commit = wrapper_class._commit
+
+    def timed_commit(self):
+        started = time.perf_counter()
+        try:
+            return original_commit(self)
+        finally:
+            commits.append(time.perf_counter() - started)
+
+    wrapper_class._commit = timed_commit
     if explain_ms is not None:  # plans of the slow statements, as notices to this client
         connection.ensure_connection()
         connection.connection.add_notice_handler(lambda d: print(d.message_primary, flush=True))
@@ -71,10 +83,15 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
             job = call()
     finally:
         side_query.SideQuery.result = original
+        wrapper_class._commit = original_commit
     total = time.perf_counter() - started
     print(f"\n== {label}: {total:.2f} s, {len(timings)} statements, {job.counts}"[:400])
     waits = ", ".join(f"{w:.2f}" for w in waited) or "none"
     print(f"   waiting for the second connection: {sum(waited):.2f} s ({waits})")
+    print(
+        f"   statements {sum(t for t, _ in timings):.2f} s, commits {sum(commits):.2f} s "
+        f"({', '.join(f'{c:.3f}' for c in commits) or 'none'})"
+    )
     for seconds, sql in sorted(timings, reverse=True)[:top]:
         print(f"   {seconds:7.3f}  {sql}")
 
