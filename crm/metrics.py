@@ -666,7 +666,11 @@ def _differs(left: str, right: str, columns: list[str]) -> str:
 
 
 def _write_sql(
-    *, scoped: bool, payback_from: str | None = None, tiles: dict | None = None
+    *,
+    scoped: bool,
+    payback_from: str | None = None,
+    tiles: dict | None = None,
+    old_rows: tuple[str, str] | None = None,
 ) -> list[str]:
     """Statements writing the staging table into the metrics table, touching only rows whose
     values differ (an unchanged customer costs a comparison, not a write), and recording in
@@ -682,6 +686,7 @@ def _write_sql(
     compare_stored), so that only the payback days are compared here.
     `tiles` (a scoped refresh; _tiles_sql over alias s): the value decile and suggested effort
     are written with the rest, by those expressions.
+    `old_rows` (_old_rows): where the stored rows are compared from.
     """
     table = CustomerMetrics._meta.db_table
     cols = ", ".join(_STAGE_COLUMNS)
@@ -707,10 +712,11 @@ def _write_sql(
             tiles_differ = " OR " + _distinct(
                 "(m.value_decile, m.suggested_effort)", f"({tiles['decile']}, {tiles['effort']})"
             )
+        old, key = old_rows or (table, "customer_id")
         diff = (
             f"CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id, {staged}, "  # noqa: S608
             f"{tiled}CASE WHEN m.customer_id IS NULL THEN 1 ELSE 0 END AS missing "
-            f"FROM {STAGE_TABLE} s LEFT JOIN {table} m ON m.customer_id = s.customer_id "
+            f"FROM {STAGE_TABLE} s LEFT JOIN {old} m ON m.{key} = s.customer_id "
             f"WHERE m.customer_id IS NULL OR {_differs('m', 's', _STAGE_COLUMNS)}{tiles_differ}"
         )
         if tiles:
@@ -1185,19 +1191,32 @@ def _cohorts_rebuild(cursor, params: dict, *, rows: list | None = None) -> None:
 MOVED_TABLE = "crm_metrics_moved"
 
 
-def _cohorts_delta(cursor, params: dict) -> None:
+def _old_rows(before_images: str | None) -> tuple[str, str]:
+    """(table, key column) holding the stored metrics rows of the customers in the staging
+    table: the images of those rows where recorded (a small temporary table, joined with
+    the staging table without one lookup a customer into the metrics table: 35k customers,
+    the write's comparison 0.11 -> 0.06 s, the cohort moves' 0.06 -> 0.01 s), else the
+    metrics table. A customer without a row has an image with NULL columns (present false),
+    as a LEFT JOIN with the metrics table gives."""
+    if before_images:
+        return before_images, "image_of"
+    return CustomerMetrics._meta.db_table, "customer_id"
+
+
+def _cohorts_delta(cursor, params: dict, *, old_rows: tuple[str, str] | None = None) -> None:
     """Add to CohortContribution what changed since the watermarks: customers whose cohort
     moved (a small temporary table) take all their events out of the old cohort (those already
     counted: ids up to the watermarks) and into the new one; everyone else in the staging table
     adds the orders and interactions above the watermarks (an index range on the ids). Runs
     before the metrics write: old cohorts are read from the metrics table, new ones from the
-    staging table."""
-    cells, table = CohortContribution._meta.db_table, CustomerMetrics._meta.db_table
+    staging table (or their images: `old_rows`, _old_rows)."""
+    cells = CohortContribution._meta.db_table
+    table, key = old_rows or _old_rows(None)
     cursor.execute(f"DROP TABLE IF EXISTS {MOVED_TABLE}")
     cursor.execute(
         f"CREATE TEMPORARY TABLE {MOVED_TABLE} AS SELECT s.customer_id, "  # noqa: S608
         f"m.acquisition_month AS old_cohort, s.acquisition_month AS new_cohort "
-        f"FROM {STAGE_TABLE} s LEFT JOIN {table} m ON m.customer_id = s.customer_id "
+        f"FROM {STAGE_TABLE} s LEFT JOIN {table} m ON m.{key} = s.customer_id "
         f"WHERE {_differs('m', 's', ['acquisition_month'])}"
     )
     if _pg():
@@ -1422,13 +1441,14 @@ def metrics_refresh(
             cursor.execute(_payback_sql(scoped=scoped), params)
         cursor.execute(f"SELECT COUNT(*) FROM {STAGE_TABLE}")  # noqa: S608
         refreshed = cursor.fetchone()[0]
-        incremental_cohorts = scoped and events_after is not None
-        if incremental_cohorts:  # before the write: it reads the old cohorts
-            _cohorts_delta(cursor, params)
-        if before_images:
+        if before_images:  # the stored rows of the customers staged, as they are now
             cursor.execute(
                 before_images_sql(before_images, f"SELECT customer_id FROM {STAGE_TABLE}")  # noqa: S608
             )
+        old_rows = _old_rows(before_images)  # their images, or the metrics table
+        incremental_cohorts = scoped and events_after is not None
+        if incremental_cohorts:  # before the write: it reads the old cohorts
+            _cohorts_delta(cursor, params, old_rows=old_rows)
         # A scoped refresh writes the ranks of its rows by the stored boundaries, with the
         # rest of each row; the repair below then only moves the rows between an old and a
         # new boundary (not every row written a second time).
@@ -1437,7 +1457,10 @@ def metrics_refresh(
         if tiled_by is not None:
             tiles, tile_args = _tiles_sql("s", tiled_by, "old")
             params = {**params, **tile_args}
-        for statement in _write_sql(scoped=scoped, payback_from=payback_from, tiles=tiles):
+        written = _write_sql(
+            scoped=scoped, payback_from=payback_from, tiles=tiles, old_rows=old_rows
+        )
+        for statement in written:
             cursor.execute(statement, params)
         if payback_from:
             cursor.execute(f"DROP TABLE {payback_from}")
