@@ -302,10 +302,11 @@ def memberships_refresh(
                 FROM segments_tmp_change t WHERE t.is_new = 1""",
             [as_of],
         )
-        if before_images:  # the rows whose copy changes, as they are
+        if before_images:  # the rows whose copy changes, as they are, if not imaged yet
             moving = f"""SELECT t.customer_id FROM segments_tmp_change t
                 JOIN crm_customermetrics m ON m.customer_id = t.customer_id
-                WHERE m.bucket_id {distinct} t.bucket_id"""  # noqa: S608
+                WHERE m.bucket_id {distinct} t.bucket_id AND NOT EXISTS (
+                    SELECT 1 FROM {before_images} i WHERE i.image_of = t.customer_id)"""  # noqa: S608
             cur.execute(before_images_sql(before_images, moving))
         cur.execute(  # the bucket copied into the metrics rows (for the ROI aggregates)
             f"""UPDATE crm_customermetrics SET bucket_id = t.bucket_id
