@@ -248,10 +248,13 @@ def memberships_refresh(
         cur.execute("DROP TABLE IF EXISTS segments_tmp_change")
         # Everyone on PostgreSQL: the customer, metrics and membership tables are joined in key
         # order (merge joins along their primary keys), not hashed: 1M customers 4.5 -> 3.1 s.
-        joining = (
-            planner_setting(cur, "enable_hashjoin", "off") if everyone else contextlib.nullcontext()
-        )
-        with joining:
+        # The nightly job's scope: the assignment, in key order, looks each current membership
+        # up by key, instead of hashing or merging it with all of them (48.7k: 90 -> 40 ms).
+        with contextlib.ExitStack() as joining:
+            if everyone or scope_table is not None:
+                joining.enter_context(planner_setting(cur, "enable_hashjoin", "off"))
+            if scope_table is not None:
+                joining.enter_context(planner_setting(cur, "enable_mergejoin", "off"))
             cur.execute(
                 "CREATE TEMP TABLE segments_tmp_change" + on_commit + " AS "  # noqa: S608
                 "SELECT t.customer_id, t.bucket_id, t.reason, "
