@@ -42,29 +42,23 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
         finally:
             timings.append((time.perf_counter() - started, _shape(sql)))
 
+    def timed(method, seconds: list[float]):
+        def method_timed(self):
+            started = time.perf_counter()
+            try:
+                return method(self)
+            finally:
+                seconds.append(time.perf_counter() - started)
+
+        return method_timed
+
     waited: list[float] = []
-    original = side_query.SideQuery.result
-
-    def timed_result(self):
-        started = time.perf_counter()
-        try:
-            return original(self)
-        finally:
-            waited.append(time.perf_counter() - started)
-
-    side_query.SideQuery.result = timed_result
     commits: list[float] = []
+    original = side_query.SideQuery.result
     wrapper_class = type(connections["default"])
     original_commit = wrapper_class._commit
-
-    def timed_commit(self):
-        started = time.perf_counter()
-        try:
-            return original_commit(self)
-        finally:
-            commits.append(time.perf_counter() - started)
-
-    wrapper_class._commit = timed_commit
+    side_query.SideQuery.result = timed(original, waited)
+    wrapper_class._commit = timed(original_commit, commits)
     if explain_ms is not None:  # plans of the slow statements, as notices to this client
         connection.ensure_connection()
         connection.connection.add_notice_handler(lambda d: print(d.message_primary, flush=True))

@@ -313,9 +313,10 @@ def _stage_sql(
     cost, staff_join = _interaction_cost_sql(staff_array=staff_array, fenced=not lateral)
     last_day = local_date("o.last_order_at")
     first_day = local_date("o.first_order_at")
-    # the first order / interaction above the watermarks (payback is kept if it comes later)
-    # (the interactions' from the new rows alone, so that the customer's interactions are read
-    # from their covering index without the table: 35k customers, 0.44 -> 0.40 s a half)
+    # The first order / interaction above the watermarks (payback is kept if it comes later).
+    # The interactions' comes from the new rows alone (i_new below), so that each customer's
+    # interactions are read from their covering index without the table (35k customers:
+    # 0.44 -> 0.40 s a half).
     o_new = ""
     if keep_payback:
         o_new = "\n        MIN(CASE WHEN o.id > %(max_o)s THEN o.placed_at END) AS new_first_at,"
@@ -719,7 +720,7 @@ def _write_sql(
             tiles_differ = " OR " + _distinct(
                 "(m.value_decile, m.suggested_effort)", f"({tiles['decile']}, {tiles['effort']})"
             )
-        old, key = old_rows or (table, "customer_id")
+        old, key = old_rows or _old_rows(None)
         diff = (
             f"CREATE TEMPORARY TABLE crm_metrics_diff AS SELECT s.customer_id, {staged}, "  # noqa: S608
             f"{tiled}CASE WHEN m.customer_id IS NULL THEN 1 ELSE 0 END AS missing "
@@ -1288,10 +1289,10 @@ SIDE_STAGE_MIN_CUSTOMERS = 4000  # below this a second connection does not repay
 
 def _stage_halves(cursor, params: dict, ids: list[int], *, keep_payback: bool) -> None:
     """Scoped refresh of many customers on PostgreSQL, outside any outer transaction: the
-    second connection stages the upper half of `ids` (a little less) into SIDE_STAGE_TABLE
-    while this one stages the rest; then the staging table takes in the other half. Each customer is
-    a few index lookups in one process (about 65 us), so on two cores the halves take about
-    half the time."""
+    second connection stages the upper part of `ids` (47 %) into SIDE_STAGE_TABLE while this
+    one stages the rest; then the staging table takes in the other part. Each customer is a
+    few index lookups in one process (about 65 us), so on two cores the parts take about half
+    the time."""
     # A little more than half here: the other connection starts later (its connection and
     # settings) and writes a shared table, which this one then copies (the wait for it: 70 ->
     # about 10 ms at 35k customers).

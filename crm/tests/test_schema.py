@@ -12,6 +12,7 @@ import pytest
 from django.apps import apps
 from django.db import IntegrityError, connection, transaction
 
+from crm.models import Customer
 from crm.tests.factories import CustomerFactory
 from segments.models import BucketMembership
 
@@ -54,8 +55,6 @@ def test_a_status_change_is_a_hot_update():
     status in no index and room on the page (fill factor 90, migration 0014), the new row
     version stays on its page and writes no index entry. An index on the status, or a
     packed table, would make every copy write all of the table's indexes again."""
-    from crm.models import Customer
-
     with connection.cursor() as cursor:
         cursor.execute("SELECT reloptions FROM pg_class WHERE oid = 'crm_customer'::regclass")
         assert cursor.fetchone()[0] == ["fillfactor=90"]
