@@ -31,6 +31,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from crm.metrics import planner_setting
 from crm.models import CohortContribution, Customer, CustomerMetrics, SocialProfile
 
 from . import rules as rules_mod
@@ -683,14 +684,21 @@ def roi_aggregates_moved(
         # A temporary table has no statistics of its own; the join reads the key only.
         cur.execute(f"ANALYZE {before_images} (image_of, present)")
         cur.execute(f"DROP TABLE IF EXISTS {moved}")
-        cur.execute(
-            f"CREATE TEMPORARY TABLE {moved} AS "  # noqa: S608
-            f"SELECT {_AGG_COLUMNS}, -1 AS sign, CAST(%(previous_as_of)s AS date) AS day "
-            f"FROM {before_images} WHERE present "
-            f"UNION ALL SELECT {now}, 1, CAST(%(as_of)s AS date) "
-            f"FROM {before_images} b JOIN {table} m ON m.customer_id = b.image_of",
-            {"as_of": as_of, "previous_as_of": previous_as_of},
-        )
+        # One index lookup per image: with the metrics table compact (after VACUUM FULL, 262
+        # MB for 1M rows) the planner chose a hash join over a scan of every row instead
+        # (39k images: 0.12-0.15 s by key -> 0.47-0.57 s).
+        with (
+            planner_setting(cur, "enable_hashjoin", "off"),
+            planner_setting(cur, "enable_mergejoin", "off"),
+        ):
+            cur.execute(
+                f"CREATE TEMPORARY TABLE {moved} AS "  # noqa: S608
+                f"SELECT {_AGG_COLUMNS}, -1 AS sign, CAST(%(previous_as_of)s AS date) AS day "
+                f"FROM {before_images} WHERE present "
+                f"UNION ALL SELECT {now}, 1, CAST(%(as_of)s AS date) "
+                f"FROM {before_images} b JOIN {table} m ON m.customer_id = b.image_of",
+                {"as_of": as_of, "previous_as_of": previous_as_of},
+            )
         change = _aggregates_from(moved, {}, sign="sign", day="day")
         cur.execute(f"DROP TABLE {moved}")
     return previous.plus(change)
