@@ -11,6 +11,7 @@ from .models import (
     CustomerMetrics,
     FollowUp,
     Interaction,
+    MetricsRefresh,
     Order,
     OwnerChange,
     RankBoundary,
@@ -156,6 +157,13 @@ class CohortContributionAdmin(DerivedTableAdmin):
     list_display = ("cohort", "month", "units")
     list_filter = ("cohort",)
     ordering = ("-cohort", "month")
+
+
+@admin.register(MetricsRefresh)
+class MetricsRefreshAdmin(DerivedTableAdmin):
+    list_display = ("as_of", "full", "customers", "finished_at")
+    list_filter = ("full",)
+    date_hierarchy = "finished_at"
 
 
 @admin.register(RankBoundary)

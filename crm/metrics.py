@@ -32,6 +32,7 @@ from .models import (
     Customer,
     CustomerMetrics,
     Interaction,
+    MetricsRefresh,
     Order,
     RankBoundary,
     User,
@@ -1515,4 +1516,5 @@ def metrics_refresh(
         cursor.execute(f"DROP TABLE IF EXISTS {STATUS_TABLE}")
         if not incremental_cohorts:  # last: the longer a second connection has for it, the better
             _cohorts_rebuild(cursor, params, rows=cohorts_side.result() if cohorts_side else None)
+        MetricsRefresh.objects.create(as_of=as_of, full=not scoped, customers=refreshed)
     return refreshed

@@ -25,9 +25,9 @@ from . import roles
 from .assignments import Account, Proposal, even_out_proposal
 from .models import (
     Customer,
-    CustomerMetrics,
     FollowUp,
     Interaction,
+    MetricsRefresh,
     Order,
     OwnerChange,
     RatingChange,
@@ -223,12 +223,8 @@ def high_value_source() -> tuple[str, date | None]:
     """Where the high-value ranking comes from: the nightly metrics (value_decile computed by
     crm.metrics over lifetime contribution) with their date, or, before any nightly run, the
     live computation over all orders and interactions (slow at scale)."""
-    latest = (
-        CustomerMetrics.objects.order_by("-refreshed_at")
-        .values_list("refreshed_at", flat=True)
-        .first()
-    )  # the nightly refresh rewrites only changed rows: the newest rewrite dates the ranking
-    return (HIGH_VALUE_NIGHTLY, timezone.localdate(latest)) if latest else (HIGH_VALUE_LIVE, None)
+    latest = MetricsRefresh.objects.values_list("as_of", flat=True).first()  # the newest
+    return (HIGH_VALUE_NIGHTLY, latest) if latest else (HIGH_VALUE_LIVE, None)
 
 
 def _high_value_live() -> QuerySet[Customer]:

@@ -2,7 +2,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from crm.models import CohortContribution, CustomerMetrics, RankBoundary
+from crm.models import CohortContribution, CustomerMetrics, MetricsRefresh, RankBoundary
 from crm.tests.factories import (
     CustomerFactory,
     FollowUpFactory,
@@ -28,6 +28,7 @@ def test_every_crm_model_is_registered():
         "OwnerChange",
         "FollowUp",
         "CustomerMetrics",
+        "MetricsRefresh",
     }
 
 
@@ -39,6 +40,7 @@ def some_data():
     SocialProfileFactory(customer=customer)
     FollowUpFactory(customer=customer)
     CustomerMetrics.objects.create(customer=customer)
+    MetricsRefresh.objects.create(as_of=customer.created_at.date(), full=True, customers=1)
     return customer
 
 
@@ -49,7 +51,8 @@ def test_changelist_and_add_pages(client_admin, some_data, model):
     assert changelist.status_code == 200
     add = client_admin.get(reverse(f"{prefix}_add"))
     # read-only: the nightly job writes the derived tables
-    expected = 403 if model in (CustomerMetrics, CohortContribution, RankBoundary) else 200
+    derived = (CustomerMetrics, CohortContribution, MetricsRefresh, RankBoundary)
+    expected = 403 if model in derived else 200
     assert add.status_code == expected
 
 

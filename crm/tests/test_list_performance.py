@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from crm import selectors
 from crm import tables as crm_tables
-from crm.models import Customer, CustomerMetrics, CustomerStatus, FollowUp
+from crm.models import Customer, CustomerMetrics, CustomerStatus, FollowUp, MetricsRefresh
 from crm.querysets import CustomerSearchText
 from crm.tests.factories import CustomerFactory, FollowUpFactory, SupportUserFactory
 from segments.models import Bucket, CurrentMembership
@@ -371,9 +371,12 @@ def test_high_value_reads_nightly_metrics_when_present(client_manager):
             for i, c in enumerate(customers)
         ]
     )
+    assert selectors.high_value_source() == (selectors.HIGH_VALUE_LIVE, None)  # no refresh yet
+    MetricsRefresh.objects.create(as_of=TODAY - dt.timedelta(days=2), full=True)
+    MetricsRefresh.objects.create(as_of=TODAY - dt.timedelta(days=1))
     assert selectors.high_value_source() == (
         selectors.HIGH_VALUE_NIGHTLY,
-        timezone.localdate(),  # the day the metrics rows were last written
+        TODAY - dt.timedelta(days=1),  # the newest refresh's date
     )
     top = list(selectors.high_value_accounts())
     assert [c.pk for c in top] == [customers[0].pk, customers[10].pk]  # value_decile 1

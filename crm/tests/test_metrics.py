@@ -1,6 +1,7 @@
 """crm.metrics.metrics_refresh against hand-computed figures (domain.md "Money", "Status")."""
 
 import datetime as dt
+import importlib
 from decimal import Decimal
 
 import pytest
@@ -8,7 +9,14 @@ from django.utils import timezone
 
 from crm import metrics
 from crm.metrics import metrics_refresh
-from crm.models import CohortContribution, Customer, CustomerMetrics, Interaction, Order
+from crm.models import (
+    CohortContribution,
+    Customer,
+    CustomerMetrics,
+    Interaction,
+    MetricsRefresh,
+    Order,
+)
 from crm.tests.factories import (
     CustomerFactory,
     InteractionFactory,
@@ -159,6 +167,11 @@ def test_incremental_limits_the_aggregation_and_moves_status_by_date():
     assert mb.status == "at_risk"
     b.refresh_from_db()
     assert b.status == "at_risk"
+    # Each refresh is recorded, newest first: the high-value list dates its deciles by it.
+    assert list(MetricsRefresh.objects.values_list("as_of", "full", "customers")) == [
+        (AS_OF + dt.timedelta(days=1), False, 1),
+        (AS_OF, True, 2),
+    ]
 
 
 def test_status_moves_for_customers_outside_the_scope():
@@ -401,3 +414,26 @@ def test_incremental_rank_repair_equals_a_full_rerank(seed, monkeypatch):
             == boundaries
         )
     assert repairs == [True, True, True]  # the scoped refreshes repaired, not re-ranked
+
+
+def test_migration_dates_metrics_refreshed_before_it():
+    """crm 0015 records one refresh for metrics written before refreshes were recorded."""
+    from django.apps import apps
+
+    migration = importlib.import_module("crm.migrations.0015_metrics_refresh")
+    migration.record_last_refresh(apps, None)
+    assert not MetricsRefresh.objects.exists()  # no metrics: nothing to date
+    c = CustomerFactory()
+    order(c, "2026-06-01", "100", "50")
+    metrics_refresh(as_of=AS_OF)
+    MetricsRefresh.objects.all().delete()
+    newest = timezone.now() - dt.timedelta(days=3)
+    CustomerMetrics.objects.update(refreshed_at=newest)
+    migration.record_last_refresh(apps, None)
+    recorded = MetricsRefresh.objects.get()
+    assert (recorded.as_of, recorded.full, recorded.customers) == (
+        timezone.localdate(newest),
+        False,
+        None,
+    )
+    assert recorded.finished_at == newest
