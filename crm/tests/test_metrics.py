@@ -285,7 +285,7 @@ def test_refresh_is_constant_in_queries():
         with CaptureQueriesContext(connection) as queries:
             metrics_refresh(as_of=AS_OF)
         counts.append(len(queries))
-    assert counts[0] == counts[1] <= 45  # the same statements whatever the number of customers
+    assert counts[0] == counts[1] <= 46  # the same statements whatever the number of customers
 
 
 def test_recheck_on_is_the_first_date_the_row_goes_stale():
@@ -407,13 +407,65 @@ def test_incremental_rank_repair_equals_a_full_rerank(seed, monkeypatch):
             RankBoundary.objects.values_list("kind", "tile", "value", "customer_id")
         )
         CustomerMetrics.objects.update(value_decile=None, suggested_effort=None)
+        monkeypatch.setattr(metrics, "RANK_REPAIR_MIN_ROWS", 10**9)  # the sort (NTILE)
         metrics_refresh(as_of=AS_OF)
+        monkeypatch.setattr(metrics, "RANK_REPAIR_MIN_ROWS", 10)
         assert sorted(CustomerMetrics.objects.values_list(*fields)) == repaired
         assert (
             sorted(RankBoundary.objects.values_list("kind", "tile", "value", "customer_id"))
             == boundaries
         )
     assert repairs == [True, True, True]  # the scoped refreshes repaired, not re-ranked
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_full_rerank_along_the_indexes_equals_the_sort(seed, monkeypatch):
+    """A full refresh ranks by boundaries walked from the first row (none stored yet), then
+    moved from the stored ones; both give every row the NTILE ranks of the sort."""
+    import random
+
+    from crm import metrics
+    from crm.models import RankBoundary
+
+    rnd = random.Random(seed)
+    staff = SupportUserFactory()
+    customers = CustomerFactory.create_batch(45)
+    fields = ("customer_id", "value_decile", "suggested_effort")
+    bounds = ("kind", "tile", "value", "customer_id")
+    used = []
+    walked, moved = metrics._ranks_walked, metrics._boundaries_moved
+
+    def spy(name, function):
+        def spied(*args, **kw):
+            result = function(*args, **kw)
+            used.append((name, result is not None))
+            return result
+
+        return spied
+
+    monkeypatch.setattr(metrics, "_ranks_walked", spy("walked", walked))
+    monkeypatch.setattr(metrics, "_boundaries_moved", spy("moved", moved))
+    for _round in range(3):
+        for _ in range(60):  # many ties: a few distinct margins and minutes
+            c, day = rnd.choice(customers), AS_OF - dt.timedelta(days=rnd.randrange(400))
+            if rnd.random() < 0.5:
+                order(c, day.isoformat(), str(rnd.choice([10, 20, 30])), "0")
+            else:
+                InteractionFactory(
+                    customer=c, staff=staff, minutes=rnd.choice([5, 10]), occurred_at=at(str(day))
+                )
+        monkeypatch.setattr(metrics, "RANK_REPAIR_MIN_ROWS", 10)
+        metrics_refresh(as_of=AS_OF)
+        along = sorted(CustomerMetrics.objects.values_list(*fields))
+        along_bounds = sorted(RankBoundary.objects.values_list(*bounds))
+        monkeypatch.setattr(metrics, "RANK_REPAIR_MIN_ROWS", 10**9)  # the sort (NTILE)
+        CustomerMetrics.objects.update(value_decile=None, suggested_effort=None)
+        metrics_refresh(as_of=AS_OF)
+        assert sorted(CustomerMetrics.objects.values_list(*fields)) == along
+        assert sorted(RankBoundary.objects.values_list(*bounds)) == along_bounds
+        assert len(along_bounds) == 18  # the next round moves these
+    # Along the indexes in rounds 1-3 (walked, then moved); the sort's runs find too few rows.
+    assert used == [("walked", True)] + [("moved", False), ("moved", True)] * 2 + [("moved", False)]
 
 
 def test_migration_dates_metrics_refreshed_before_it():
