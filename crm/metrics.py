@@ -1090,8 +1090,13 @@ def _boundaries_moved(
             "UNION ALL SELECT m.contribution_lifetime, m.minutes_window, m.customer_id, 1 "
             f"FROM {before_images} b JOIN {table} m ON m.customer_id = b.image_of) AS d"
         )
-    cursor.execute(f"SELECT {', '.join(counts)} FROM {source}", args)  # noqa: S608
-    row = [int(x or 0) for x in cursor.fetchone()]
+    with contextlib.ExitStack() as keyed:
+        if moving:  # one lookup by key per image, not a hash of a scan of every row (as in
+            # segments.selectors.roi_aggregates_moved: 39k images 0.13-0.18 -> 0.49 s hashed)
+            keyed.enter_context(planner_setting(cursor, "enable_hashjoin", "off"))
+            keyed.enter_context(planner_setting(cursor, "enable_mergejoin", "off"))
+        cursor.execute(f"SELECT {', '.join(counts)} FROM {source}", args)  # noqa: S608
+        row = [int(x or 0) for x in cursor.fetchone()]
     if moving:  # a stored boundary is the last row of its tile: at its tile's end
         base = [ranked_before["decile"]]
         for kind in RANKS:
