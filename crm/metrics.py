@@ -960,7 +960,7 @@ def _ranks_full(cursor) -> None:
     ones (_boundaries_moved: a counting scan and short walks along the ranks' indexes) or,
     without those, walked from the first row (_ranks_walked), then one scan gives each row its
     tiles by them (_tiles_sql) and keeps those that differ: no sort (1M customers: 3.1-3.7 s
-    with the two sorts below -> about 0.65 s from stored boundaries). A full refresh thus
+    with the two sorts below -> 0.83 s from stored boundaries). A full refresh thus
     reads the stored boundaries only as a starting point: every row gets its tiles again.
     Otherwise two sorts (NTILE); the first runs in parallel workers (1M rows alone: 4.1 s ->
     3.0 s). The planner charges as much for passing a row from a worker
