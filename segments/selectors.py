@@ -31,7 +31,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from crm.metrics import planner_setting
+from crm.metrics import key_lookups
 from crm.models import CohortContribution, Customer, CustomerMetrics, SocialProfile
 
 from . import rules as rules_mod
@@ -687,10 +687,7 @@ def roi_aggregates_moved(
         # One index lookup per image: with the metrics table compact (after VACUUM FULL, 262
         # MB for 1M rows) the planner chose a hash join over a scan of every row instead
         # (39k images: 0.12-0.15 s by key -> 0.47-0.57 s).
-        with (
-            planner_setting(cur, "enable_hashjoin", "off"),
-            planner_setting(cur, "enable_mergejoin", "off"),
-        ):
+        with key_lookups(cur):
             cur.execute(
                 f"CREATE TEMPORARY TABLE {moved} AS "  # noqa: S608
                 f"SELECT {_AGG_COLUMNS}, -1 AS sign, CAST(%(previous_as_of)s AS date) AS day "
