@@ -17,6 +17,7 @@ from .models import (
     RankBoundary,
     RatingChange,
     SocialProfile,
+    SocialTotal,
     User,
 )
 
@@ -164,6 +165,16 @@ class MetricsRefreshAdmin(DerivedTableAdmin):
     list_display = ("as_of", "full", "customers", "finished_at")
     list_filter = ("full",)
     date_hierarchy = "finished_at"
+
+
+@admin.register(SocialTotal)
+class SocialTotalAdmin(DerivedTableAdmin):
+    """A view over the social profiles: read-only like the job's tables."""
+
+    list_display = ("customer", "followers")
+    list_select_related = ("customer",)
+    search_fields = ("customer__last_name", "customer__email")
+    ordering = ("-followers", "customer_id")
 
 
 @admin.register(RankBoundary)

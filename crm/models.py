@@ -315,6 +315,32 @@ class SocialProfile(models.Model):
         return f"{self.get_network_display()} @{self.handle}"
 
 
+class SocialTotal(models.Model):
+    """Read-only: each customer's followers over all their social profiles, a database view
+    (crm migration 0016; customers without a profile have no row). The rules' followers field
+    reads it when every customer is evaluated: one join in customer order instead of a
+    subquery per customer (segments.selectors)."""
+
+    customer = models.OneToOneField(
+        Customer,
+        on_delete=models.DO_NOTHING,
+        primary_key=True,
+        related_name="social_total",
+        db_constraint=False,
+        verbose_name=_("customer"),
+    )
+    followers = models.BigIntegerField(_("followers"))
+
+    class Meta:
+        managed = False
+        db_table = "crm_social_totals"
+        verbose_name = _("social total")
+        verbose_name_plural = _("social totals")
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.followers}"
+
+
 class Order(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="orders")
     external_id = models.CharField(_("external id"), max_length=64, blank=True, default="")

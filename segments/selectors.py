@@ -53,7 +53,14 @@ _MODEL_FIELDS = {
 }
 
 
-def _followers():
+def _followers(*, everyone: bool = False):
+    """Followers over all of a customer's social profiles. With `everyone` (every customer
+    evaluated), from crm.SocialTotal joined in customer order; else a subquery per customer,
+    which for a few customers reads only theirs (the view, joined, sums every profile). At 1M
+    customers with 420k profiles, the nightly CASE over everyone ran the subquery 590k times:
+    0.7-1.0 s, the join 0.1 s."""
+    if everyone:
+        return Coalesce(F("social_total__followers"), Value(0), output_field=IntegerField())
     totals = (
         SocialProfile.objects.filter(customer=OuterRef("pk"))
         .order_by()
@@ -83,7 +90,7 @@ class DaysSince(Func):
         return sql, (*day_params, *ts_params)
 
 
-def _rule_annotations(as_of: date) -> dict:
+def _rule_annotations(as_of: date, *, everyone: bool = False) -> dict:
     return {
         "effort": F("service_effort"),
         "buyer_type": F("metrics__buyer_type"),
@@ -107,7 +114,7 @@ def _rule_annotations(as_of: date) -> dict:
         "contribution_lifetime": F("metrics__contribution_lifetime"),
         "cost_to_serve_window": F("metrics__cost_to_serve_window"),
         "minutes_window": F("metrics__minutes_window"),
-        "followers": _followers(),
+        "followers": _followers(everyone=everyone),
         "has_owner": ExpressionWrapper(Q(owner__isnull=False), output_field=BooleanField()),
         **{name: factory(as_of) for name, factory in _EXTRA_ANNOTATIONS.items()},
     }
@@ -147,12 +154,13 @@ def is_extra_field(name: str) -> bool:
     return name in _EXTRA_ANNOTATIONS
 
 
-def customers_for_rules(*, as_of: date | None = None) -> QuerySet[Customer]:
+def customers_for_rules(*, as_of: date | None = None, everyone: bool = False) -> QuerySet[Customer]:
     """Customers annotated with every registry field (rules.FIELDS), so that a compiled rule
     Q filters in SQL. Only annotations a query uses are computed (values()/count() drop the
-    rest). `as_of` fixes the year for age; today by default."""
+    rest). `as_of` fixes the year for age; today by default. `everyone`: the query will read
+    every customer, so that per-customer subqueries are better joined (_followers)."""
     as_of = as_of or timezone.localdate()
-    return Customer.objects.annotate(**_rule_annotations(as_of))
+    return Customer.objects.annotate(**_rule_annotations(as_of, everyone=everyone))
 
 
 def active_buckets() -> QuerySet[Bucket]:
@@ -245,7 +253,8 @@ def bucket_assignment(
             bucket_ids.append(bucket.pk)
             reasons.append(_reason_text(bucket, words))
             whens.append(When(rules_mod.compile_item(item), then=Value(len(reasons))))
-    qs = customers_for_rules(as_of=as_of)
+    everyone = customer_ids is None and scope_table is None
+    qs = customers_for_rules(as_of=as_of, everyone=everyone)
     if customer_ids is not None:
         qs = qs.filter(pk__in=list(customer_ids))
     if scope_table is not None:  # a temporary table of customer ids (the nightly job's scope)
@@ -287,7 +296,7 @@ def bucket_preview(
         hq = _safe_compile(bucket.rules)
         if hq is not None:
             higher_q = hq if higher_q is None else higher_q | hq
-    qs = customers_for_rules(as_of=as_of).filter(q)
+    qs = customers_for_rules(as_of=as_of, everyone=True).filter(q)
     taken = (
         Case(When(higher_q, then=Value(True)), default=Value(False), output_field=BooleanField())
         if higher_q is not None
