@@ -34,13 +34,15 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
     from crm import side_query
 
     timings: list[tuple[float, str]] = []
+    began_at: dict[int, float] = {}  # index in timings -> start, from the run's start
 
     def wrapper(execute, sql, params, many, context):
-        started = time.perf_counter()
+        at = time.perf_counter()
         try:
             return execute(sql, params, many, context)
         finally:
-            timings.append((time.perf_counter() - started, _shape(sql)))
+            began_at[len(timings)] = at - started
+            timings.append((time.perf_counter() - at, _shape(sql)))
 
     def timed(method, seconds: list[float]):
         def method_timed(self):
@@ -54,6 +56,18 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
 
     waited: list[float] = []
     commits: list[float] = []
+    sides: list[tuple[float, float, str]] = []  # (started, finished, first statement)
+    original_run = side_query.SideQuery._run
+
+    def run_timed(self):
+        began = time.perf_counter()
+        try:
+            return original_run(self)
+        finally:
+            last = self._statements[-1][0] if self._statements else ""
+            sides.append((began - started, time.perf_counter() - started, _shape(last)[:90]))
+
+    side_query.SideQuery._run = run_timed
     original = side_query.SideQuery.result
     wrapper_class = type(connections["default"])
     original_commit = wrapper_class._commit
@@ -77,6 +91,7 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
             job = call()
     finally:
         side_query.SideQuery.result = original
+        side_query.SideQuery._run = original_run
         wrapper_class._commit = original_commit
     total = time.perf_counter() - started
     print(f"\n== {label}: {total:.2f} s, {len(timings)} statements, {job.counts}"[:400])
@@ -86,6 +101,12 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
         f"   statements {sum(t for t, _ in timings):.2f} s, commits {sum(commits):.2f} s "
         f"({', '.join(f'{c:.3f}' for c in commits) or 'none'})"
     )
+    for began, finished, sql in sorted(sides):
+        print(f"   second connection {began:6.2f} -> {finished:6.2f} s: {sql}")
+    for index, (seconds, sql) in enumerate(timings):  # this connection's long statements
+        if seconds >= 0.5:
+            at = began_at[index]
+            print(f"   this connection   {at:6.2f} -> {at + seconds:6.2f} s: {sql[:90]}")
     for seconds, sql in sorted(timings, reverse=True)[:top]:
         print(f"   {seconds:7.3f}  {sql}")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -1465,11 +1465,13 @@ def _stage_full(cursor, params: dict, *, staff_array: bool) -> None:
 
 SIDE_PAYBACK_TABLE = "crm_metrics_payback_side"  # unlogged: written by a second connection
 # The part of the customer ids whose cohort rows the second connection computes in a full
-# refresh; this one computes the rest after its writes. At 1M customers on two cores, beside
-# each other, that second connection took 10-14 s for every customer's rows and this one
-# 7-10 s, after its own 6-8 s of writes: with 0.75 this one waited 3 s for the other at the
-# end, with 0.6 it took 3.9 s for its part and waited none.
-COHORT_SIDE_SHARE = 0.7
+# refresh; this one computes the rest after its writes and the caller's `meanwhile` (the
+# nightly job's bucket memberships). At 1M customers on two cores, beside this one, the second
+# connection takes about 8.5 s for every customer's rows, starting when the payback days are
+# done; this one about 7.5 s, starting 4.4 s later (metrics writes 2.4 s, memberships 2 s).
+# With 0.85 this one waited 1.7 s for the other at the end; 0.7, before the memberships ran
+# meanwhile, had it wait 1.4 s.
+COHORT_SIDE_SHARE = 0.75
 
 
 def _stage_with_side_queries(
@@ -1484,7 +1486,8 @@ def _stage_with_side_queries(
 
     Then the second connection computes the cohort table's rows of the customers with the
     lower COHORT_SIDE_SHARE of the ids (_side_cohorts_sql, below %(cohort_split)s, set in
-    `params`) while this one writes the metrics, then computes those of the others; returns
+    `params`) while this one writes the metrics and runs the caller's `meanwhile`, then
+    computes those of the others; returns
     that query, entered into `sides` (cancelled if the refresh fails). All of them on the
     second connection, this one waited 2.8-5.5 s for it at the end (1M customers). Started as
     soon as the payback days are done instead, beside the end of the staging, it saved
@@ -1516,6 +1519,7 @@ def metrics_refresh(
     concurrent: bool = False,
     before_images: str | None = None,
     ranked_before: dict | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> int:
     """Recompute crm.CustomerMetrics (and crm.CohortContribution) as of the end of `as_of`;
     return the number of customers aggregated.
@@ -1540,6 +1544,10 @@ def metrics_refresh(
     `ranked_before` ({"decile": rows, "effort": rows served}, with `before_images`): the rows
     each rank counted when the stored boundaries were set, known to the caller when nothing but
     the job wrote the metrics table since; the rank repair then counts only the imaged rows.
+    `meanwhile`: the caller's work that reads the refreshed metrics (and the tables below) but
+    not the cohort table, called once the metrics are written and before the cohort table is,
+    inside the refresh's transaction: a full concurrent refresh runs it while the second
+    connection computes most of the cohort rows (COHORT_SIDE_SHARE).
 
     Afterwards the temporary table CHANGED_TABLE lists the customers aggregated plus those
     whose status or ranks changed, and NEW_TABLE those whose metrics row was created;
@@ -1667,6 +1675,8 @@ def metrics_refresh(
             cursor.execute(f"ANALYZE {STATUS_TABLE}")
         cursor.execute(_copy_status_sql())
         cursor.execute(f"DROP TABLE IF EXISTS {STATUS_TABLE}")
+        if meanwhile:  # while the second connection computes its cohort rows, if it does
+            meanwhile()
         if not incremental_cohorts:  # last: the longer a second connection has for it, the better
             rows = None
             if cohorts_side:  # the other customers' rows here, while it computes its part

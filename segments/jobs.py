@@ -526,6 +526,32 @@ def roi_recalculate(
                         "order": last.counts.get("max_order_id", 0),
                         "interaction": last.counts.get("max_interaction_id", 0),
                     }
+
+                def memberships():
+                    if progress:
+                        progress("memberships")
+                    scope = None
+                    if mode == JobRun.Mode.INCREMENTAL:
+                        scope = _membership_scope(
+                            last=last, as_of=as_of, signature=counts["buckets"]
+                        )
+                    if connection.vendor == "postgresql" and scope is None:
+                        # The membership refresh reads a freshly filled temporary table and
+                        # membership tables that may still be empty (first run): without
+                        # statistics PostgreSQL picks nested loops whose inner side grows
+                        # during the statement (quadratic; minutes at 100k customers). Hash
+                        # joins only.
+                        with connection.cursor() as cur:
+                            cur.execute("SET LOCAL enable_nestloop = off")
+                    counts["memberships"] = _memberships_refresh(
+                        as_of=as_of, scope_table=scope, before_images=before
+                    )
+                    if connection.vendor == "postgresql":
+                        with connection.cursor() as cur:
+                            cur.execute("SET LOCAL enable_nestloop = on")
+
+                # The memberships read the refreshed metrics, not the cohort table: the
+                # refresh runs them while its second connection computes the cohort rows.
                 counts["customers_refreshed"] = metrics_refresh(
                     as_of=as_of,
                     customer_ids=ids,
@@ -533,25 +559,8 @@ def roi_recalculate(
                     concurrent=concurrent,
                     before_images=before,
                     ranked_before=_ranked(previous) if before else None,
+                    meanwhile=memberships,
                 )
-                if progress:
-                    progress("memberships")
-                scope = None
-                if mode == JobRun.Mode.INCREMENTAL:
-                    scope = _membership_scope(last=last, as_of=as_of, signature=counts["buckets"])
-                if connection.vendor == "postgresql" and scope is None:
-                    # The membership refresh reads a freshly filled temporary table and
-                    # membership tables that may still be empty (first run): without
-                    # statistics PostgreSQL picks nested loops whose inner side grows during
-                    # the statement (quadratic; minutes at 100k customers). Hash joins only.
-                    with connection.cursor() as cur:
-                        cur.execute("SET LOCAL enable_nestloop = off")
-                counts["memberships"] = _memberships_refresh(
-                    as_of=as_of, scope_table=scope, before_images=before
-                )
-                if connection.vendor == "postgresql":
-                    with connection.cursor() as cur:
-                        cur.execute("SET LOCAL enable_nestloop = on")
                 with connection.cursor() as cur:
                     for name in (SCOPE_TABLE, CHANGED_TABLE, NEW_TABLE):
                         cur.execute(f"DROP TABLE IF EXISTS {name}")

@@ -260,6 +260,27 @@ def test_cohort_table_incremental_equals_full():
     assert (dt.date(2026, 2, 1), dt.date(2026, 3, 1)) in full  # b moved to February
 
 
+def test_meanwhile_runs_once_after_the_metrics_and_before_the_cohort_table():
+    a = CustomerFactory(acquisition_date=dt.date(2026, 1, 15))
+    order(a, "2026-01-20", "100", "40")
+    seen = []
+
+    def meanwhile():
+        seen.append(
+            (
+                CustomerMetrics.objects.get(customer=a).margin_lifetime,
+                CohortContribution.objects.count(),
+            )
+        )
+
+    metrics_refresh(as_of=AS_OF, meanwhile=meanwhile)
+    assert seen == [(Decimal("60.00"), 0)]  # the metrics written, the cohort table not yet
+    assert _cells()[(dt.date(2026, 1, 1), dt.date(2026, 1, 1))] == 60 * 6000
+    # An incremental refresh calls it too, once.
+    metrics_refresh(as_of=AS_OF, customer_ids=[a.id], meanwhile=meanwhile)
+    assert len(seen) == 2
+
+
 def test_refresh_twice_is_stable_and_refuses_a_non_date():
     c = CustomerFactory()
     order(c, "2026-06-01", "100", "50")
