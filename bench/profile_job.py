@@ -57,7 +57,7 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
     waited: list[float] = []
     commits: list[float] = []
     sides: list[tuple[float, float, str]] = []  # (started, finished, first statement)
-    original_run = side_query.SideQuery._run
+    original_run = side_query.SideQuery._run  # SideChunks runs it too
 
     def run_timed(self):
         began = time.perf_counter()
@@ -65,6 +65,8 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
             return original_run(self)
         finally:
             last = self._statements[-1][0] if self._statements else ""
+            if isinstance(self, side_query.SideChunks):
+                last = f"{len(self._chunks)} chunks, then: {self._chunk(0)[0]}"
             sides.append((began - started, time.perf_counter() - started, _shape(last)[:90]))
 
     side_query.SideQuery._run = run_timed

@@ -37,7 +37,7 @@ from .models import (
     RankBoundary,
     User,
 )
-from .side_query import SideQuery, side_query
+from .side_query import SideChunks, side_chunks, side_query
 
 BUYER_WINDOW_DAYS = 365  # "regular" = 4+ orders in the trailing 365 days (domain.md)
 REGULAR_MIN_ORDERS = 4
@@ -1257,11 +1257,11 @@ def _cohorts_sql() -> str:
     return f"SELECT cohort, month, SUM(units) FROM ({events}) e GROUP BY cohort, month"  # noqa: S608
 
 
-def _side_cohorts_sql(*, staff_array: bool, below: bool | None = None) -> str:
+def _side_cohorts_sql(*, staff_array: bool, ranged: bool = False) -> str:
     """SELECT for a second connection, which cannot see this one's writes: the cohort table's
     rows from every order and interaction, while this connection writes the metrics. With
-    `below` True or False, only from the customers with an id below %(cohort_split)s or from
-    the others (the parts' rows then add up to the whole: _cohorts_add).
+    `ranged`, only from the customers with ids from %(cohort_from)s up to (not including)
+    %(cohort_to)s (the ranges' rows then add up to the whole: _cohorts_add).
 
     Each customer's cohort is derived from the customer and order tables as the staging step
     derives it: the acquisition month, else the month of the first order, an index lookup made
@@ -1277,9 +1277,8 @@ def _side_cohorts_sql(*, staff_array: bool, below: bool | None = None) -> str:
         "WHERE f.customer_id = c.id AND f.placed_at < %(end_ts)s)"
     )
     cost, staff_join = _interaction_cost_sql(staff_array=staff_array)
-    part = {None: "", True: "< %(cohort_split)s", False: ">= %(cohort_split)s"}[below]
     c_part, o_part, i_part = (
-        f" WHERE {alias} {part}" if part else ""
+        f" WHERE {alias} >= %(cohort_from)s AND {alias} < %(cohort_to)s" if ranged else ""
         for alias in ("c.id", "o.customer_id", "i.customer_id")
     )
     return f"""
@@ -1464,19 +1463,20 @@ def _stage_full(cursor, params: dict, *, staff_array: bool) -> None:
 
 
 SIDE_PAYBACK_TABLE = "crm_metrics_payback_side"  # unlogged: written by a second connection
-# The part of the customer ids whose cohort rows the second connection computes in a full
-# refresh; this one computes the rest after its writes and the caller's `meanwhile` (the
-# nightly job's bucket memberships). At 1M customers on two cores, beside this one, the second
-# connection takes about 8.5 s for every customer's rows, starting when the payback days are
-# done; this one about 7.5 s, starting 4.4 s later (metrics writes 2.4 s, memberships 2 s).
-# With 0.85 this one waited 1.7 s for the other at the end; 0.7, before the memberships ran
-# meanwhile, had it wait 1.4 s.
-COHORT_SIDE_SHARE = 0.75
+# The cohort rows of a full refresh, in ranges of customer ids shared by both connections
+# (crm.side_query.SideChunks): the second one starts on them when the payback days are done,
+# this one while it waits for those and after its writes and the caller's `meanwhile` (the
+# nightly job's bucket memberships), and neither waits for the other longer than one range.
+# At 1M customers, each range takes 0.4-0.65 s beside other work. Before, a fixed share of
+# the ids for each: the best share moved with what else the run did (0.75 left this one
+# waiting 1.7 s after a run whose writes took 8 s, and the other idle 2.7 s after one whose
+# writes took 4 s).
+COHORT_CHUNKS = 20
 
 
 def _stage_with_side_queries(
     cursor, params: dict, sides: contextlib.ExitStack, *, staff_array: bool
-) -> SideQuery:
+) -> SideChunks:
     """Full refresh on PostgreSQL, outside any outer transaction: the payback days are
     computed on a second connection into SIDE_PAYBACK_TABLE while this one stages the other
     metrics; the metrics write then joins them (_write_sql). Each of the two statements reads
@@ -1484,14 +1484,11 @@ def _stage_with_side_queries(
     and the staging one has the other core and its parallel workers: 30 s one after the other
     -> 13-14.5 s side by side at 1M customers on two cores.
 
-    Then the second connection computes the cohort table's rows of the customers with the
-    lower COHORT_SIDE_SHARE of the ids (_side_cohorts_sql, below %(cohort_split)s, set in
-    `params`) while this one writes the metrics and runs the caller's `meanwhile`, then
-    computes those of the others; returns
-    that query, entered into `sides` (cancelled if the refresh fails). All of them on the
-    second connection, this one waited 2.8-5.5 s for it at the end (1M customers). Started as
-    soon as the payback days are done instead, beside the end of the staging, it saved
-    nothing: both cores are busy either way."""
+    Then the second connection computes the cohort table's rows, a range of customer ids at a
+    time (COHORT_CHUNKS, _side_cohorts_sql), while this one writes the metrics and runs the
+    caller's `meanwhile`, then takes the ranges left (_cohort_chunks_here). This one also takes
+    ranges if its staging ends before the payback days (it waited 1.8-2 s for them at 1M
+    customers). Returns the chunks, entered into `sides` (cancelled if the refresh fails)."""
     side = SIDE_PAYBACK_TABLE
     payback_sql = _payback_sql(everyone=True, ordered=staff_array)
     statements = list(SIDE_SETTINGS)
@@ -1500,15 +1497,44 @@ def _stage_with_side_queries(
         (f"CREATE UNLOGGED TABLE {side} AS {payback_sql}", params),
         (f"ANALYZE {side}", None),
     ]
-    with side_query(statements) as payback:
-        _stage_full(cursor, params, staff_array=staff_array)
-        payback.result()
     customer = Customer._meta.db_table
     cursor.execute(f"SELECT MIN(id), MAX(id) FROM {customer}")  # noqa: S608
     low, high = cursor.fetchone()
-    params["cohort_split"] = (low or 0) + int(((high or 0) - (low or 0) + 1) * COHORT_SIDE_SHARE)
-    cohorts = [*SIDE_SETTINGS, (_side_cohorts_sql(staff_array=staff_array, below=True), params)]
-    return sides.enter_context(side_query(cohorts))
+    chunk = _cohort_chunk(params, low or 0, high or 0, staff_array=staff_array)
+    # The payback days first, then the cohort chunks, on the second connection.
+    chunks = sides.enter_context(side_chunks(statements, chunk, COHORT_CHUNKS))
+    _stage_full(cursor, params, staff_array=staff_array)
+    # Done first, this connection takes cohort chunks until the payback days are done too.
+    _cohort_chunks_here(cursor, chunks, until_setup=True)
+    chunks.setup_wait()
+    return chunks
+
+
+def _cohort_chunks_here(cursor, chunks: SideChunks, *, until_setup: bool = False) -> None:
+    """Run cohort chunks on this connection, from the last, until none is left (or, with
+    `until_setup`, until the second connection's setup has run)."""
+    while not (until_setup and chunks.setup_finished()):
+        index = chunks.take()
+        if index is None:
+            return
+        cursor.execute(*chunks.chunk(index))
+        chunks.put(index, cursor.fetchall())
+
+
+def _cohort_chunk(params: dict, low: int, high: int, *, staff_array: bool):
+    """chunk(i) -> (sql, params): the cohort rows of range i of COHORT_CHUNKS equal ranges of
+    the customer ids from `low` to `high`."""
+    sql = _side_cohorts_sql(staff_array=staff_array, ranged=True)
+    span = high - low + 1
+
+    def chunk(index: int) -> tuple[str, dict]:
+        edges = {
+            "cohort_from": low + span * index // COHORT_CHUNKS,
+            "cohort_to": low + span * (index + 1) // COHORT_CHUNKS,
+        }
+        return sql, {**params, **edges}
+
+    return chunk
 
 
 def metrics_refresh(
@@ -1547,7 +1573,7 @@ def metrics_refresh(
     `meanwhile`: the caller's work that reads the refreshed metrics (and the tables below) but
     not the cohort table, called once the metrics are written and before the cohort table is,
     inside the refresh's transaction: a full concurrent refresh runs it while the second
-    connection computes most of the cohort rows (COHORT_SIDE_SHARE).
+    connection computes most of the cohort rows (COHORT_CHUNKS).
 
     Afterwards the temporary table CHANGED_TABLE lists the customers aggregated plus those
     whose status or ranks changed, and NEW_TABLE those whose metrics row was created;
@@ -1679,9 +1705,9 @@ def metrics_refresh(
             meanwhile()
         if not incremental_cohorts:  # last: the longer a second connection has for it, the better
             rows = None
-            if cohorts_side:  # the other customers' rows here, while it computes its part
-                cursor.execute(_side_cohorts_sql(staff_array=staff_array, below=False), params)
-                rows = _cohorts_add(cursor.fetchall(), cohorts_side.result())
+            if cohorts_side:  # the ranges it has not taken yet, here
+                _cohort_chunks_here(cursor, cohorts_side)
+                rows = _cohorts_add(*cohorts_side.result())
             _cohorts_rebuild(cursor, params, rows=rows)
         MetricsRefresh.objects.create(as_of=as_of, full=not scoped, customers=refreshed)
     return refreshed
