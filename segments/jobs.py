@@ -549,9 +549,13 @@ def roi_recalculate(
                     if connection.vendor == "postgresql":
                         with connection.cursor() as cur:
                             cur.execute("SET LOCAL enable_nestloop = on")
+                    if not before:  # the metrics and memberships alone, grouped
+                        computed["aggregates"] = selectors.roi_aggregates(as_of=as_of)
 
-                # The memberships read the refreshed metrics, not the cohort table: the
-                # refresh runs them while its second connection computes the cohort rows.
+                # The memberships and the ROI sums read the refreshed metrics, not the cohort
+                # table: the refresh runs them while its second connection computes the
+                # cohort rows.
+                computed = {}
                 counts["customers_refreshed"] = metrics_refresh(
                     as_of=as_of,
                     customer_ids=ids,
@@ -575,7 +579,7 @@ def roi_recalculate(
                         counts["aggregates_moved_by"] = cur.fetchone()[0]
                         cur.execute(f"DROP TABLE {before}")
                 else:
-                    aggregates = selectors.roi_aggregates(as_of=as_of)
+                    aggregates = computed["aggregates"]
                 _aggregates_store(run, as_of=as_of, aggregates=aggregates)
                 if connection.vendor == "postgresql":  # SET LOCAL outlives a savepoint: a
                     with connection.cursor() as cur:  # caller's later writes are not the job's
