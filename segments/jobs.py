@@ -493,7 +493,8 @@ def roi_recalculate(
                 if connection.vendor == "postgresql":
                     with connection.cursor() as cur:  # this batch only: sorts in memory, and
                         cur.execute("SET LOCAL work_mem = '256MB'")  # no JIT, whose compile
-                        cur.execute("SET LOCAL jit = off")  # time the big CTEs never repay
+                        # time the big CTEs never repay (but the full staging's: _stage_full)
+                        cur.execute("SET LOCAL jit = off")
                         # The tables the job reads are cached: an index lookup costs about
                         # what a sequential page does, so a few thousand customers are
                         # looked up one by one instead of hashing a whole table.
