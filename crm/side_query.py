@@ -58,9 +58,12 @@ class SideQuery:
             conn.close()
 
     def _work(self, cursor) -> None:
+        self._execute_statements(cursor)
+        self._rows = cursor.fetchall() if cursor.description else None
+
+    def _execute_statements(self, cursor) -> None:
         for sql, params in self._statements:
             cursor.execute(sql, params)
-        self._rows = cursor.fetchall() if cursor.description else None
 
     def _finished(self) -> None:
         """Called in the thread once its work has ended, however it ended."""
@@ -144,8 +147,7 @@ class SideChunks(SideQuery):
         self._chunks[index] = rows
 
     def _work(self, cursor) -> None:
-        for sql, params in self._statements:
-            cursor.execute(sql, params)
+        self._execute_statements(cursor)  # the setup
         self._setup_done.set()
         while (index := self._next(low=True)) is not None:
             cursor.execute(*self._chunk(index))

@@ -528,6 +528,8 @@ def roi_recalculate(
                         "interaction": last.counts.get("max_interaction_id", 0),
                     }
 
+                computed = {}  # what memberships() found for the steps after the refresh
+
                 def memberships():
                     if progress:
                         progress("memberships")
@@ -556,7 +558,6 @@ def roi_recalculate(
                 # The memberships and the ROI sums read the refreshed metrics, not the cohort
                 # table: the refresh runs them while its second connection computes the
                 # cohort rows.
-                computed = {}
                 counts["customers_refreshed"] = metrics_refresh(
                     as_of=as_of,
                     customer_ids=ids,
