@@ -126,9 +126,14 @@ def main() -> int:
             pg_version = cursor.fetchone()[0]
             cursor.execute("SHOW shared_buffers")
             shared_buffers = cursor.fetchone()[0]
+            durability = []
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                cursor.execute(f"SHOW {setting}")
+                durability.append(f"{setting} {cursor.fetchone()[0]}")
+        settings = ", ".join([f"shared_buffers {shared_buffers}", *durability])
         versions = {
             "Django": dj.get_version(),
-            "PostgreSQL": f"{pg_version} (shared_buffers {shared_buffers})",
+            "PostgreSQL": f"{pg_version} ({settings})",
             "psycopg": psycopg.__version__,
         }
         scale = (

@@ -5,7 +5,9 @@
 # whatever COMMAND's outcome. PostgreSQL refuses to run as root, so as root the cluster runs
 # as the unprivileged user "nobody". Missing server packages are installed with apt-get when
 # running as root; otherwise the script says exactly what is missing.
-# Set KEEP_PGDATA=dir to reuse a cluster directory between runs (make bench does).
+# Set KEEP_PGDATA=dir to reuse a cluster directory between runs (make bench does), and
+# PG_DURABLE=1 to keep PostgreSQL's durable defaults (fsync, synchronous_commit and
+# full_page_writes on, as in production) instead of turning them off for speed.
 set -euo pipefail
 
 log() { echo "[services] $*" >&2; }
@@ -68,9 +70,12 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     || { cat "$WORK/initdb.log" >&2; exit 1; }
 fi
 [ "$(id -u)" = 0 ] && chown -R "$PG_OWNER" "$PGDATA"
-# Settings for a throwaway cluster: durability off (tests and benchmarks only), memory for 2 cores.
+# Settings for a throwaway cluster: durability off (tests and benchmarks only; PG_DURABLE=1
+# keeps it on), memory for 2 cores.
+DURABILITY="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+[ "${PG_DURABLE:-0}" = 1 ] && DURABILITY=""
 "${RUN_AS[@]}" "${PGBIN}pg_ctl" -D "$PGDATA" -w -l "$WORK/postgres.log" \
-  -o "-h 127.0.0.1 -p $PGPORT -k $WORK -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+  -o "-h 127.0.0.1 -p $PGPORT -k $WORK $DURABILITY \
       -c shared_buffers=${PG_SHARED_BUFFERS:-512MB} -c work_mem=${PG_WORK_MEM:-64MB} -c maintenance_work_mem=1GB \
       -c max_wal_size=8GB -c max_connections=200 -c max_parallel_workers_per_gather=2" \
   start >/dev/null || { cat "$WORK/postgres.log" >&2; exit 1; }
