@@ -69,7 +69,26 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
                 last = f"{len(self._chunks)} chunks, then: {self._chunk(0)[0]}"
             sides.append((began - started, time.perf_counter() - started, _shape(last)[:90]))
 
+    setups: list[float] = []  # when each SideChunks' setup ended, from the run's start
+    taken: list[int] = []  # chunks this connection took
+    original_setup = side_query.SideChunks._execute_statements
+    original_take = side_query.SideChunks.take
+
+    def setup_timed(self, cursor):
+        try:
+            return original_setup(self, cursor)
+        finally:
+            setups.append(time.perf_counter() - started)
+
+    def take_counted(self):
+        index = original_take(self)
+        if index is not None:
+            taken.append(index)
+        return index
+
     side_query.SideQuery._run = run_timed
+    side_query.SideChunks._execute_statements = setup_timed
+    side_query.SideChunks.take = take_counted
     original = side_query.SideQuery.result
     wrapper_class = type(connections["default"])
     original_commit = wrapper_class._commit
@@ -94,6 +113,8 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
     finally:
         side_query.SideQuery.result = original
         side_query.SideQuery._run = original_run
+        side_query.SideChunks._execute_statements = original_setup
+        side_query.SideChunks.take = original_take
         wrapper_class._commit = original_commit
     total = time.perf_counter() - started
     print(f"\n== {label}: {total:.2f} s, {len(timings)} statements, {job.counts}"[:400])
@@ -103,6 +124,11 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
         f"   statements {sum(t for t, _ in timings):.2f} s, commits {sum(commits):.2f} s "
         f"({', '.join(f'{c:.3f}' for c in commits) or 'none'})"
     )
+    if setups:
+        print(
+            f"   second connection's setup done at {', '.join(f'{t:.2f}' for t in setups)} s; "
+            f"chunks taken by this connection: {len(taken)}"
+        )
     for began, finished, sql in sorted(sides):
         print(f"   second connection {began:6.2f} -> {finished:6.2f} s: {sql}")
     for index, (seconds, sql) in enumerate(timings):  # this connection's long statements
