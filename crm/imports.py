@@ -749,14 +749,20 @@ BULK_INDEX_MEM = "256MB"
 @contextmanager
 def _bulk_load(table: str, rows: int) -> Iterator[None]:
     """Around one big INSERT into `table`: when the load has BULK_LOAD_MIN_ROWS rows or more and
-    at least doubles the table, drop the table's plain (non-unique) indexes first and build them
-    again afterwards, in the same transaction. One sorted build is far cheaper than a million
-    index insertions: measured at 500k customers, the trigram (GIN) index of the customer
-    search alone took more than half the import. Unique indexes stay, so ON CONFLICT, the
-    anti-joins and the duplicate guarantees are unchanged; a failure rolls the drop back with
-    everything else. The drop locks the table until commit (readers wait), so it is only done
-    for loads that dominate the table, and only when that lock is free right now (NOWAIT);
-    otherwise the insert maintains the indexes as usual.
+    at least doubles the table, drop the table's secondary indexes first and build them again
+    afterwards, in the same transaction. One sorted build is far cheaper than a million index
+    insertions: measured at 500k customers, the trigram (GIN) index of the customer search
+    alone took more than half the import; at 5M orders, inserting into the unique index of
+    external ids took 37.5 s, against 9.4 s without it and 6.9 s to build it afterwards.
+
+    The primary key and indexes behind a constraint stay. The other unique indexes (the
+    partial ones of external ids) are dropped too: the importers' INSERTs use no ON CONFLICT,
+    they have already excluded the existing ids (an anti-join that needs no index) and refused
+    the file's own repeats, nobody else can write the table meanwhile, and the rebuild checks
+    uniqueness again (a violation raises IntegrityError and rolls everything back). A failure
+    rolls the drop back with everything else. The drop locks the table until commit (readers
+    wait), so it is only done for loads that dominate the table, and only when that lock is
+    free right now (NOWAIT); otherwise the insert maintains the indexes as usual.
     """
     rebuild: list[str] = []
     if rows >= BULK_LOAD_MIN_ROWS:
@@ -765,9 +771,10 @@ def _bulk_load(table: str, rows: int) -> Iterator[None]:
             cursor.execute(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT %s) t", [rows + 1])  # noqa: S608
             if cursor.fetchone()[0] <= rows:
                 cursor.execute(
-                    "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
-                    "WHERE indrelid = %s::regclass AND indisvalid AND NOT indisunique "
-                    "AND NOT indisprimary AND NOT indisexclusion",
+                    "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) "
+                    "FROM pg_index i WHERE i.indrelid = %s::regclass AND i.indisvalid "
+                    "AND NOT i.indisprimary AND NOT i.indisexclusion AND NOT EXISTS "
+                    "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
                     [table],
                 )
                 found = cursor.fetchall()

@@ -472,6 +472,40 @@ def test_bulk_load_rebuilds_plain_indexes_only_when_the_load_dominates(write_pat
     assert Customer.objects.count() == 6
 
 
+def test_bulk_load_rebuilds_the_unique_indexes_of_external_ids_and_they_still_hold(
+    write_path, monkeypatch
+):
+    from django.db import IntegrityError, connection, transaction
+
+    if write_path == "python":
+        pytest.skip("PostgreSQL only")
+    monkeypatch.setattr(imports, "BULK_LOAD_MIN_ROWS", 2)
+    seen = _Statements()
+    with connection.execute_wrapper(seen):
+        report = imports.customers_import(file=csv_file("external_id,first_name\nC1,Ann\nC2,Bo\n"))
+        assert report.ok, messages(report)
+        orders = imports.orders_import(
+            file=csv_file(
+                "customer_ref,external_id,placed_at,revenue\n"
+                "C1,O1,2026-01-05,1\nC2,O2,2026-01-05,2\n"
+            )
+        )
+        assert orders.ok, messages(orders)
+    assert seen.count("DROP INDEX customer_external_id_unique") == 1
+    assert seen.count("DROP INDEX order_external_id_unique") == 1
+    assert not any("_pkey" in sql for sql in seen.sql if sql.startswith("DROP INDEX"))
+    for make in (
+        lambda: CustomerFactory(external_id="C1"),
+        lambda: OrderFactory(customer=Customer.objects.get(external_id="C2"), external_id="O1"),
+    ):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            make()
+    # A second file repeating an id already in the table still updates or skips, never doubles.
+    report = imports.customers_import(file=csv_file("external_id,first_name\nC1,Anna\n"))
+    assert report.ok and report.updated == 1
+    assert Customer.objects.filter(external_id="C1").count() == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_bulk_load_keeps_the_indexes_when_another_session_uses_the_table(write_path, monkeypatch):
     from django.db import connections
