@@ -57,7 +57,7 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
     waited: list[float] = []
     commits: list[float] = []
     sides: list[tuple[float, float, str]] = []  # (started, finished, first statement)
-    original_run = side_query.SideQuery._run  # SideChunks runs it too
+    original_run = side_query.SideQuery._run
 
     def run_timed(self):
         began = time.perf_counter()
@@ -65,34 +65,38 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
             return original_run(self)
         finally:
             last = self._statements[-1][0] if self._statements else ""
-            if isinstance(self, side_query.SideChunks):
-                last = f"{len(self._chunks)} chunks, then: {self._chunk(0)[0]}"
             sides.append((began - started, time.perf_counter() - started, _shape(last)[:90]))
 
-    setups: list[float] = []  # when each SideChunks' setup ended, from the run's start
-    taken: list[int] = []  # chunks this connection took
-    original_setup = side_query.SideChunks._execute_statements
-    original_take = side_query.SideChunks.take
+    # Each statement of a second connection: (started, finished, statement), from the start.
+    side_statements: list[tuple[float, float, str]] = []
+    original_execute = side_query.SideQuery._execute_statements
 
-    def setup_timed(self, cursor):
+    def execute_timed(self, cursor):
+        execute = cursor.execute
+
+        def timed_execute(sql, params=None):
+            at = time.perf_counter()
+            try:
+                return execute(sql, params)
+            finally:
+                side_statements.append(
+                    (at - started, time.perf_counter() - started, _shape(sql)[:90])
+                )
+
+        cursor.execute = timed_execute
         try:
-            return original_setup(self, cursor)
+            return original_execute(self, cursor)
         finally:
-            setups.append(time.perf_counter() - started)
-
-    def take_counted(self):
-        index = original_take(self)
-        if index is not None:
-            taken.append(index)
-        return index
+            cursor.execute = execute
 
     side_query.SideQuery._run = run_timed
-    side_query.SideChunks._execute_statements = setup_timed
-    side_query.SideChunks.take = take_counted
+    side_query.SideQuery._execute_statements = execute_timed
     original = side_query.SideQuery.result
     wrapper_class = type(connections["default"])
     original_commit = wrapper_class._commit
     side_query.SideQuery.result = timed(original, waited)
+    original_milestone = side_query.SideQuery.milestone_wait
+    side_query.SideQuery.milestone_wait = timed(original_milestone, waited)
     wrapper_class._commit = timed(original_commit, commits)
     if explain_ms is not None:  # plans of the slow statements, as notices to this client
         connection.ensure_connection()
@@ -112,9 +116,9 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
             job = call()
     finally:
         side_query.SideQuery.result = original
+        side_query.SideQuery.milestone_wait = original_milestone
         side_query.SideQuery._run = original_run
-        side_query.SideChunks._execute_statements = original_setup
-        side_query.SideChunks.take = original_take
+        side_query.SideQuery._execute_statements = original_execute
         wrapper_class._commit = original_commit
     total = time.perf_counter() - started
     print(f"\n== {label}: {total:.2f} s, {len(timings)} statements, {job.counts}"[:400])
@@ -124,13 +128,11 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
         f"   statements {sum(t for t, _ in timings):.2f} s, commits {sum(commits):.2f} s "
         f"({', '.join(f'{c:.3f}' for c in commits) or 'none'})"
     )
-    if setups:
-        print(
-            f"   second connection's setup done at {', '.join(f'{t:.2f}' for t in setups)} s; "
-            f"chunks taken by this connection: {len(taken)}"
-        )
     for began, finished, sql in sorted(sides):
         print(f"   second connection {began:6.2f} -> {finished:6.2f} s: {sql}")
+    for began, finished, sql in side_statements:  # its long statements
+        if finished - began >= 0.5:
+            print(f"   second connection {began:6.2f} -> {finished:6.2f} s: {sql}")
     for index, (seconds, sql) in enumerate(timings):  # this connection's long statements
         if seconds >= 0.5:
             at = began_at[index]

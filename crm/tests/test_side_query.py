@@ -5,7 +5,7 @@ import time
 import pytest
 from django.db import DataError, OperationalError, connection
 
-from crm.side_query import side_chunks, side_query
+from crm.side_query import side_query
 from crm.tests.factories import CustomerFactory
 
 
@@ -49,38 +49,33 @@ def test_leaving_the_block_with_an_error_cancels_the_running_statement():
     assert "canceling statement" in str(query._error)
 
 
-def _chunk(index: int):
-    return "SELECT %s, COUNT(*) FROM crm_customer WHERE id %% 4 = %s", [index, index % 4]
-
-
 @pytest.mark.django_db(transaction=True)
-def test_chunks_are_shared_and_each_is_run_once():
-    CustomerFactory.create_batch(8)
-    mine = []
-    with side_chunks([("SET work_mem = '8MB'", None)], _chunk, 12) as chunks:
-        chunks._started.wait(timeout=10)  # its connection is open
-        while (index := chunks.take()) is not None:
-            mine.append(index)
+def test_the_caller_waits_for_the_statements_up_to_the_milestone_alone():
+    CustomerFactory.create_batch(2)
+    statements = [
+        ("DROP TABLE IF EXISTS crm_test_milestone_side", None),
+        ("CREATE UNLOGGED TABLE crm_test_milestone_side AS SELECT id FROM crm_customer", None),
+        ("SELECT pg_sleep(0.5)", None),
+        ("SELECT COUNT(*) FROM crm_test_milestone_side", None),
+    ]
+    try:
+        with side_query(statements, milestone=1) as query:
+            query.milestone_wait()
+            assert query._thread.is_alive()  # still sleeping: only the table was waited for
             with connection.cursor() as cur:
-                cur.execute(*chunks.chunk(index))
-                chunks.put(index, cur.fetchall())
-            time.sleep(0.05)  # leave the second connection time to take some
-        rows = chunks.result()
-    assert [r[0][0] for r in rows] == list(range(12))  # every chunk's rows, in order
-    assert sum(r[0][1] for r in rows) == 3 * 8
-    assert mine == list(range(11, 11 - len(mine), -1))  # the caller took from the last down
-    assert len(mine) < 12  # and the second connection the others, from the first
+                cur.execute("SELECT COUNT(*) FROM crm_test_milestone_side")
+                assert cur.fetchone()[0] == 2
+            assert query.result() == [(2,)]
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS crm_test_milestone_side")
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_error_in_a_chunk_is_raised_and_leaving_with_an_error_stops_the_chunks():
-    def broken(index: int):
-        return ("SELECT 1 / 0", None) if index == 0 else _chunk(index)
-
-    with pytest.raises(DataError, match="division by zero"), side_chunks([], broken, 3):
-        pass
-    slow = [("SELECT pg_sleep(0.2)", None)]
-    with pytest.raises(RuntimeError, match="caller failed"), side_chunks(slow, _chunk, 50) as c:
-        raise RuntimeError("caller failed")
-    assert not c._thread.is_alive()
-    assert c.take() is None
+def test_an_error_before_the_milestone_is_raised_by_the_wait():
+    statements = [("SELECT 1 / 0", None), ("SELECT 1", None)]
+    with (
+        pytest.raises(DataError, match="division by zero"),
+        side_query(statements, milestone=1) as query,
+    ):
+        query.milestone_wait()

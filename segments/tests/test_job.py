@@ -459,16 +459,12 @@ def test_a_failure_on_either_connection_fails_the_run_and_keeps_the_previous_fig
     _business(4)
     assert roi_recalculate(as_of=AS_OF, full=True).status == "succeeded"
     before = _state(AS_OF)
-    real_payback = metrics_mod._payback_sql
-
-    def broken_payback(**kwargs):  # fails on the second connection, after the stage started
-        return (
-            "SELECT 1 / 0 AS customer_id, 1 AS days"
-            if kwargs.get("everyone")
-            else (real_payback(**kwargs))
-        )
-
-    monkeypatch.setattr(metrics_mod, "_payback_sql", broken_payback)
+    # Fails on the second connection, after both stagings started.
+    monkeypatch.setattr(
+        metrics_mod,
+        "_payback_cohorts_sql",
+        lambda **kwargs: "SELECT 1 / 0 AS customer_id, 1 AS days",
+    )
     with pytest.raises(DataError, match="division by zero"):
         roi_recalculate(as_of=AS_OF, full=True)
     monkeypatch.undo()
