@@ -396,6 +396,14 @@ def _stage_sql(
                 " AND {alias}.customer_id >= %(stage_from)s AND {alias}.customer_id < %(stage_to)s"
             )
         o_in, i_in = within.format(alias="o"), within.format(alias="i")
+        future_interactions = f"{interaction} i{i_only}"
+        if pg and not scoped:
+            # By staff member, on the index of (staff, time): a range of future rows each,
+            # instead of a scan of the whole index (1M customers: 0.26 s -> about 1 ms).
+            future_interactions = (
+                f"{User._meta.db_table} u CROSS JOIN LATERAL (SELECT customer_id, occurred_at "  # noqa: S608
+                f"FROM {interaction} WHERE staff_id = u.id AND occurred_at >= %(end_ts)s) i"
+            )
         ctes = f"""
 , o AS (
     SELECT o.customer_id, {o_aggs}
@@ -414,7 +422,7 @@ def _stage_sql(
         WHERE o.placed_at >= %(end_ts)s{o_in}
         UNION ALL
         SELECT i.customer_id, i.occurred_at
-        FROM {interaction} i{i_only}
+        FROM {future_interactions}
         WHERE i.occurred_at >= %(end_ts)s{i_in}
     ) future GROUP BY customer_id
 )"""  # noqa: S608
@@ -692,7 +700,9 @@ def _payback_cohorts_sql(*, staff_array: bool) -> str:
     local acquisition day to the end of as_of (a window aggregate's FILTER). One grouping
     set keeps each customer's rows in their order (the payback days), the other hashes the
     cohort cells (a few hundred). At 1M customers: 13.9 s in one process, 11.3-11.6 s with
-    JIT, against 10.3-10.7 s for the payback days plus 7 s for the cohort cells apart."""
+    JIT, against 10.3-10.7 s for the payback days plus 7 s for the cohort cells apart; the
+    payback day's local date taken once per customer, not per qualifying event: 11.9-12.1 ->
+    11.5-11.8 s."""
     order, interaction = Order._meta.db_table, Interaction._meta.db_table
     customer = Customer._meta.db_table
     cost, staff_join = _interaction_cost_sql(staff_array=staff_array)
@@ -700,6 +710,10 @@ def _payback_cohorts_sql(*, staff_array: bool) -> str:
     # The last event of its local day: the next one comes 48 hours later or more (no local
     # day is that long; a cheap test that most events pass), or on another local date.
     day_end = f"(next_at IS NULL OR next_at >= at + interval '48 hours' OR {next_day} <> {at_day})"
+    # The first such event at or above the target, its local date taken once per customer.
+    paid_at = (
+        f"MIN(at) FILTER (WHERE cum >= target AND at >= start AND at < %(end_ts)s AND {day_end})"
+    )
     return f"""
 WITH events AS (
     (SELECT o.customer_id, o.placed_at AS at, {order_units()} AS amount
@@ -726,8 +740,7 @@ WITH events AS (
     WINDOW w AS (PARTITION BY e.customer_id ORDER BY e.at ROWS UNBOUNDED PRECEDING)
 )
 SELECT customer_id, cohort, date_trunc('month', at AT TIME ZONE %(tz)s) AS month,
-    MIN(CASE WHEN cum >= target AND at >= start AND at < %(end_ts)s AND {day_end}
-        THEN {at_day} - acquisition_date END) AS days,
+    {local_date(paid_at)} - MIN(acquisition_date) AS days,
     SUM(amount) AS units
 FROM running
 GROUP BY GROUPING SETS ((customer_id), (cohort, 3))
@@ -1534,7 +1547,7 @@ SIDE_MOVES_TABLE = "crm_metrics_moves_side"  # unlogged: the payback days that m
 # writes the metrics and runs the caller's `meanwhile` before it needs the payback days. At 1M
 # customers: staging 11.6 s in one statement, payback days and cohort cells 11.3-11.6 s, the
 # writes and the bucket memberships before the payback days 5-6 s.
-SIDE_STAGE_SHARE = 0.05
+SIDE_STAGE_SHARE = 0.1
 
 
 def _stage_settings(*, staff_array: bool, beside: bool) -> list[str]:

@@ -528,6 +528,8 @@ def roi_recalculate(
                         "interaction": last.counts.get("max_interaction_id", 0),
                     }
 
+                computed = {}  # what memberships() found for the steps after the refresh
+
                 def memberships():
                     if progress:
                         progress("memberships")
@@ -550,10 +552,14 @@ def roi_recalculate(
                     if connection.vendor == "postgresql":
                         with connection.cursor() as cur:
                             cur.execute("SET LOCAL enable_nestloop = on")
+                    if not before:  # the metrics and memberships alone, grouped
+                        computed["aggregates"] = selectors.roi_aggregates(
+                            as_of=as_of, payback=False
+                        )
 
-                # The memberships read the refreshed metrics, but neither the payback days nor
-                # the cohort table: the refresh runs them while its second connection computes
-                # those.
+                # The memberships and the ROI sums read the refreshed metrics, but neither the
+                # payback days nor the cohort table: the refresh runs them while its second
+                # connection computes those. The payback histogram is grouped afterwards.
                 counts["customers_refreshed"] = metrics_refresh(
                     as_of=as_of,
                     customer_ids=ids,
@@ -576,8 +582,9 @@ def roi_recalculate(
                         cur.execute(f"SELECT COUNT(*) FROM {before}")  # noqa: S608
                         counts["aggregates_moved_by"] = cur.fetchone()[0]
                         cur.execute(f"DROP TABLE {before}")
-                else:  # the metrics (payback days included) and memberships, grouped
-                    aggregates = selectors.roi_aggregates(as_of=as_of)
+                else:
+                    aggregates = computed["aggregates"]
+                    aggregates.payback = selectors.roi_payback(as_of=as_of)
                 _aggregates_store(run, as_of=as_of, aggregates=aggregates)
                 if connection.vendor == "postgresql":  # SET LOCAL outlives a savepoint: a
                     with connection.cursor() as cur:  # caller's later writes are not the job's

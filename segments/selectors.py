@@ -613,9 +613,12 @@ def _cents(value: float) -> Decimal:
     return Decimal(repr(value)).quantize(Decimal("0.01"))
 
 
-def _aggregates_from(source: str, params: dict, *, sign: str | None, day: str) -> RoiAggregates:
+def _aggregates_from(
+    source: str, params: dict, *, sign: str | None, day: str, payback: bool = True
+) -> RoiAggregates:
     """The four GROUP BYs of roi_aggregates over `source` (a table or subquery of metrics rows);
-    with `sign`, signed (see _aggregate), and `day` the SQL of each row's date."""
+    with `sign`, signed (see _aggregate), and `day` the SQL of each row's date. Without
+    `payback`, the payback histogram is left empty (_payback_from)."""
     postgres = connection.vendor == "postgresql"
     month = (
         "(date_part('year', acquisition_month) * 12 + date_part('month', acquisition_month) - 1)"
@@ -637,13 +640,6 @@ def _aggregates_from(source: str, params: dict, *, sign: str | None, day: str) -
         cur.execute(f"SELECT {bucket}, {sums} FROM {source} GROUP BY {bucket}", params)  # noqa: S608
         for key, *values in cur.fetchall():
             out.buckets[key] = dict(zip(_AGG_NAMES, money(values), strict=True))
-        cur.execute(
-            f"SELECT {bucket}, payback_days, {rows} FROM {source} "  # noqa: S608
-            f"WHERE payback_days IS NOT NULL GROUP BY {bucket}, payback_days",
-            params,
-        )
-        for key, days, count in cur.fetchall():
-            out.payback.setdefault(key, []).append((days, count))
         if postgres:
             cur.execute(
                 f"SELECT {_WHALE_BIN}, {rows}, {_aggregate('sum', 'contribution_window', sign)} "  # noqa: S608
@@ -659,19 +655,43 @@ def _aggregates_from(source: str, params: dict, *, sign: str | None, day: str) -
         )
         for cohort, count, cac, cac_n in cur.fetchall():
             out.cohorts[int(cohort)] = (count, *money([cac]), cac_n)
-    for payback in out.payback.values():
-        payback.sort()
+    if payback:
+        out.payback = _payback_from(source, params, sign=sign)
     return out
 
 
-def roi_aggregates(*, as_of: date) -> RoiAggregates:
+def _payback_from(source: str, params: dict, *, sign: str | None) -> dict:
+    """{bucket key: [(payback days, customers)] ascending} over `source`, as _aggregates_from."""
+    bucket = "COALESCE(bucket_id, 0)"
+    out: dict = {}
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT {bucket}, payback_days, {_aggregate('rows', '', sign)} "  # noqa: S608
+            f"FROM {source} WHERE payback_days IS NOT NULL GROUP BY {bucket}, payback_days",
+            params,
+        )
+        for key, days, count in cur.fetchall():
+            out.setdefault(key, []).append((days, count))
+    for rows in out.values():
+        rows.sort()
+    return out
+
+
+def roi_aggregates(*, as_of: date, payback: bool = True) -> RoiAggregates:
     """The metrics table grouped by bucket, by bucket and payback days, by whale bin
     (PostgreSQL only) and by cohort: one plain GROUP BY each, with only the sums it needs.
     PostgreSQL runs those in parallel workers, which it never does for GROUPING SETS: four
-    parallel scans of a million rows took 1.2 s against 2.1 s for one GROUPING SETS pass."""
+    parallel scans of a million rows took 1.2 s against 2.1 s for one GROUPING SETS pass.
+    Without `payback`, the payback histogram is left empty: roi_payback gives it (the nightly
+    job groups the rest before a full run's payback days are written)."""
     table = CustomerMetrics._meta.db_table
     # the parameter also makes SQLite read %% as %
-    return _aggregates_from(table, {"as_of": as_of}, sign=None, day="%(as_of)s")
+    return _aggregates_from(table, {"as_of": as_of}, sign=None, day="%(as_of)s", payback=payback)
+
+
+def roi_payback(*, as_of: date) -> dict:
+    """The payback histogram of roi_aggregates alone."""
+    return _payback_from(CustomerMetrics._meta.db_table, {"as_of": as_of}, sign=None)
 
 
 def roi_aggregates_moved(
