@@ -5,6 +5,7 @@ import importlib
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from crm import metrics
@@ -510,3 +511,49 @@ def test_migration_dates_metrics_refreshed_before_it():
         None,
     )
     assert recorded.finished_at == newest
+
+
+@pytest.mark.parametrize("staff_array", [True, False])
+def test_one_pass_payback_days_and_cohort_cells_match_the_separate_statements(staff_array):
+    """The second connection's single pass of a full concurrent refresh (payback days and
+    cohort cells together, _payback_cohorts_sql and _undated_cohorts_sql), run here on the
+    hand-computed cases of test_payback_hand_computed plus events before acquisition, after
+    as_of and without an acquisition date."""
+    c = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("100"))
+    order(c, "2025-12-20", "500", "0")  # before acquisition: a cohort cell, no payback
+    order(c, "2026-01-10", "60", "0")
+    InteractionFactory(customer=c, minutes=30, occurred_at=at("2026-01-20"))
+    order(c, "2026-02-01", "70", "0")  # 110 >= 100 on day 31
+    never = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("1000"))
+    order(never, "2026-01-10", "60", "0")
+    order(never, "2026-07-02", "5000", "0")  # after as_of: a cohort cell, no payback
+    same_day = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("50"))
+    OrderFactory(customer=same_day, placed_at=at("2026-01-05", 9), revenue=60, cost_of_goods=0)
+    InteractionFactory(customer=same_day, minutes=30, occurred_at=at("2026-01-05", 15))
+    OrderFactory(customer=same_day, placed_at=at("2026-01-07"), revenue=20, cost_of_goods=0)
+    last_day = CustomerFactory(acquisition_date=dt.date(2026, 6, 1), acquisition_cost=Decimal("10"))
+    order(last_day, "2026-06-30", "15", "0")  # paid back on as_of itself, its last event
+    undated = CustomerFactory(acquisition_date=None, acquisition_cost=Decimal("10"))
+    order(undated, "2026-03-05", "50", "20")
+    InteractionFactory(customer=undated, minutes=15, occurred_at=at("2026-04-03"))
+    params = metrics.metrics_params(AS_OF)
+    with connection.cursor() as cur:
+        cur.execute(metrics._payback_cohorts_sql(staff_array=staff_array), params)
+        rows = cur.fetchall()
+        cur.execute(metrics._undated_cohorts_sql(staff_array=staff_array), params)
+        undated_cells = cur.fetchall()
+    days = {customer: d for customer, _cohort, _month, d, _units in rows if customer is not None}
+    # The undated customer is not in this pass: it cannot pay back.
+    assert days == {c.id: 31, never.id: None, same_day.id: 6, last_day.id: 29}
+    cells = {}
+    for cohort, month, units in [(r[1], r[2].date(), r[4]) for r in rows if r[0] is None]:
+        cells[cohort, month] = cells.get((cohort, month), 0) + units
+    for cohort, month, units in undated_cells:
+        cells[cohort, month] = cells.get((cohort, month), 0) + units
+    metrics_refresh(as_of=AS_OF)  # on one connection: the cohort table from _cohorts_sql
+    expected = {(cell.cohort, cell.month): cell.units for cell in CohortContribution.objects.all()}
+    assert cells == expected
+    assert cells[dt.date(2026, 3, 1), dt.date(2026, 4, 1)] == -10 * 6000  # undated: 15 min
+    assert cells[dt.date(2026, 1, 1), dt.date(2026, 7, 1)] == 5000 * 6000  # after as_of
+    stored = dict(CustomerMetrics.objects.values_list("customer_id", "payback_days"))
+    assert {k: v for k, v in stored.items() if k in days} == days
