@@ -1609,6 +1609,9 @@ def _stage_with_side_queries(
             params,
         ),
         ("SET jit = off", None),
+        # A merge join with the metrics table's key, the payback rows sorted (they come out
+        # of the pass in customer order): 0.88 -> 0.65 s at 1M customers, against hashing it.
+        ("SET enable_hashjoin = off", None),
         (f"DROP TABLE IF EXISTS {SIDE_MOVES_TABLE}", None),
         (
             f"CREATE UNLOGGED TABLE {SIDE_MOVES_TABLE} AS "  # noqa: S608
