@@ -722,7 +722,10 @@ WITH events AS (
     (SELECT i.customer_id, i.occurred_at, -({cost})
      FROM {interaction} i{staff_join} ORDER BY 1, 2)
 ), c AS (
-    -- once per customer, not per event: the target in units, the acquisition day's start
+    -- once per customer, not per event: the target in units, the acquisition day's start.
+    -- GROUP BY the key keeps these from being computed per event, as OFFSET 0 would, and
+    -- shows the merge join below that each event meets one customer: no Materialize of the
+    -- customers to mark and restore (11.5-12.3 s against 12.3-13.1 s at 1M customers).
     SELECT id, acquisition_date,
         CASE WHEN acquisition_cost > 0 AND acquisition_date <= %(as_of)s
             THEN CAST(acquisition_cost * {UNITS} AS BIGINT) END AS target,
@@ -730,7 +733,7 @@ WITH events AS (
         {_month_start("acquisition_date")} AS cohort
     FROM {customer}
     WHERE acquisition_date IS NOT NULL
-    ORDER BY id OFFSET 0
+    GROUP BY id
 ), running AS (
     SELECT e.customer_id, c.acquisition_date, c.target, c.start, c.cohort, e.at, e.amount,
         crm_sum_int8(e.amount) FILTER (WHERE e.at >= c.start AND e.at < %(end_ts)s) OVER w
