@@ -113,6 +113,24 @@ def metrics_params(as_of: dt.date) -> dict:
     }
 
 
+def _preferred_channel_sql() -> str:
+    """SQL (PostgreSQL, over a group of orders `o`): the most frequent channel, ties to the
+    smallest value, as mode() gives it, from a count per channel (the channels are the model's
+    choices, which a check constraint enforces): the first channel, in ascending order, whose
+    count is at least that of every later one (the first with the greatest count). No sort per
+    customer, as mode() makes: at 1M customers the orders' aggregate 4.6-5.1 -> 4.2-4.7 s. The
+    choices are lowercase ASCII, ordered alike in every collation."""
+    channels = sorted(Order._meta.get_field("channel").choices)
+    values = [value for value, _label in channels]
+    count = "COUNT(*) FILTER (WHERE o.channel = '{}')".format
+    branches = [
+        f"WHEN {' AND '.join(f'{count(v)} >= {count(w)}' for w in values[i + 1 :])} THEN '{v}'"
+        for i, v in enumerate(values[:-1])
+    ]
+    # No orders (a scoped refresh's aggregate over none): NULL, as mode() gives.
+    return f"CASE WHEN COUNT(*) = 0 THEN NULL {' '.join(branches)} ELSE '{values[-1]}' END"
+
+
 def _pg() -> bool:
     return connection.vendor == "postgresql"
 
@@ -297,7 +315,7 @@ def _stage_sql(
         # One pass over the orders: mode() ignores NULLs and returns the smallest of tied values.
         modes_cte = ""
         modes_cols = (
-            ", mode() WITHIN GROUP (ORDER BY o.channel) AS preferred_channel"
+            f", {_preferred_channel_sql()} AS preferred_channel"
             ", mode() WITHIN GROUP (ORDER BY NULLIF(o.category, '')) AS favourite_category"
             ", mode() WITHIN GROUP (ORDER BY NULLIF(o.brand, '')) AS favourite_brand"
         )
@@ -1550,7 +1568,7 @@ SIDE_MOVES_TABLE = "crm_metrics_moves_side"  # unlogged: the payback days that m
 # writes the metrics and runs the caller's `meanwhile` before it needs the payback days. At 1M
 # customers: staging 11.6 s in one statement, payback days and cohort cells 11.3-11.6 s, the
 # writes and the bucket memberships before the payback days 5-6 s.
-SIDE_STAGE_SHARE = 0.1
+SIDE_STAGE_SHARE = 0.12
 
 
 def _stage_settings(*, staff_array: bool, beside: bool) -> list[str]:

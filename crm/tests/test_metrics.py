@@ -557,3 +557,36 @@ def test_one_pass_payback_days_and_cohort_cells_match_the_separate_statements(st
     assert cells[dt.date(2026, 1, 1), dt.date(2026, 7, 1)] == 5000 * 6000  # after as_of
     stored = dict(CustomerMetrics.objects.values_list("customer_id", "payback_days"))
     assert {k: v for k, v in stored.items() if k in days} == days
+
+
+@pytest.mark.parametrize("scoped", [False, True])
+def test_preferred_channel_is_the_most_frequent_with_ties_to_the_first_alphabetically(scoped):
+    picks = {}
+    for name, channels in {
+        "tie_online_phone": ["online", "phone"],
+        "tie_phone_store": ["store", "phone", "store", "online", "phone"],
+        "store": ["online", "store", "store", "store"],
+        "all_three_tied": ["store", "phone", "online"],
+        "phone": ["phone"],
+    }.items():
+        customer = CustomerFactory()
+        for day, channel in enumerate(channels, start=1):
+            order(customer, f"2026-05-{day:02d}", "10", "5", channel=channel)
+        picks[customer.id] = name
+    order(customer, "2026-07-02", "10", "5", channel="store")  # after as_of: not counted
+    none = CustomerFactory()  # no orders
+    picks[none.id] = "none"
+    ids = list(picks) if scoped else None
+    metrics_refresh(as_of=AS_OF, customer_ids=ids)
+    got = {
+        picks[m.customer_id]: m.preferred_channel
+        for m in CustomerMetrics.objects.filter(customer_id__in=picks)
+    }
+    assert got == {
+        "tie_online_phone": "online",
+        "tie_phone_store": "phone",
+        "store": "store",
+        "all_three_tied": "online",
+        "phone": "phone",
+        "none": "",
+    }
