@@ -1566,8 +1566,10 @@ SIDE_MOVES_TABLE = "crm_metrics_moves_side"  # unlogged: the payback days that m
 # The share of a full refresh's customers (the highest ids) that the second connection stages
 # before it computes every payback day and cohort cell; this connection stages the rest, then
 # writes the metrics and runs the caller's `meanwhile` before it needs the payback days. At 1M
-# customers: staging 11.6 s in one statement, payback days and cohort cells 11.3-11.6 s, the
-# writes and the bucket memberships before the payback days 5-6 s.
+# customers in the job (both cores busy): this connection's staging 9.6-10.4 s for the rest,
+# then 3.5-5 s of writes, memberships and sums; the second one's share 1.2-1.3 s, then the
+# payback days and cohort cells 12-12.9 s and the payback days that move 0.6-0.8 s. Shares from
+# 5 to 30 % were measured; 9-14 % balance the two within the machine's spread.
 SIDE_STAGE_SHARE = 0.09
 
 
@@ -1598,7 +1600,11 @@ def _stage_with_side_queries(
 
     Before, the payback days alone on the second connection (10-11 s), which then shared the
     cohort cells in twenty ranges with this one (7-7.6 s in all), and this connection's staging
-    (11.6 s) came before everything it wrote: full run 19.3 s at 1M customers."""
+    (11.6 s) came before everything it wrote: full run 19.3 s at 1M customers in a profile,
+    14.5-15.8 s now.
+
+    A first full run (no stored metrics rows) moves every customer's payback days after the
+    insert: one more write of the rows that have them, once."""
     customer = Customer._meta.db_table
     cursor.execute(f"SELECT MIN(id), MAX(id) FROM {customer}")  # noqa: S608
     low, high = cursor.fetchone()
