@@ -1573,7 +1573,7 @@ SIDE_MOVES_TABLE = "crm_metrics_moves_side"  # unlogged: the payback days that m
 SIDE_STAGE_SHARE = 0.09
 
 
-def _stage_settings(*, staff_array: bool, beside: bool) -> list[str]:
+def _stage_settings(*, staff_array: bool, beside: bool) -> list[tuple[str, str]]:
     """(setting, value) pairs for a full refresh's staging statement (_stage_full)."""
     pairs = [("jit", "on")]
     if beside:
@@ -1593,8 +1593,9 @@ def _stage_with_side_queries(
     takes in those rows. The second connection goes on with every customer's payback days
     and the cohort table's cells, in one pass over every order and interaction
     (_payback_cohorts_sql, _undated_cohorts_sql), and the payback days that differ from the
-    stored ones (SIDE_MOVES_TABLE, read before this connection writes anything: the job holds
-    the metrics table's lock). Meanwhile this one writes the metrics with their stored payback
+    stored ones (SIDE_MOVES_TABLE: the rows as committed, which only the job writes, under the
+    metrics table's lock, and which this connection's writes leave as they are until it
+    commits). Meanwhile this one writes the metrics with their stored payback
     days (_write_sql `stored_payback`), statuses, ranks and the caller's `meanwhile`, then
     moves the payback days (_payback_moves) and writes the cohort cells that result() returns.
 
