@@ -297,7 +297,6 @@ def test_refresh_twice_is_stable_and_refuses_a_non_date():
 
 
 def test_refresh_is_constant_in_queries():
-    from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     counts = []
