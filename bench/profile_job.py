@@ -8,7 +8,8 @@ time spent waiting for the second connection (crm.side_query). Nothing is writte
 bench/RESULTS.md: this is a tool for finding where the time goes, not a benchmark.
 
     KEEP_PGDATA=$PWD/bench/data/pgdata PG_SHARED_BUFFERS=6GB \
-        scripts/with-services.sh .venv/bin/python bench/profile_job.py [--only full|incremental]
+        scripts/with-services.sh .venv/bin/python bench/profile_job.py \
+        [--only full|incremental] [--timeline MS] [--explain MS]
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def _shape(sql: str) -> str:
     return re.sub(r"\s+", " ", sql).strip()[:150]
 
 
-def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
+def profile(
+    label: str, call, top: int, explain_ms: int | None = None, timeline_ms: int | None = None
+) -> None:
     from django.db import connection, connections
 
     from crm import side_query
@@ -139,6 +142,11 @@ def profile(label: str, call, top: int, explain_ms: int | None = None) -> None:
             print(f"   this connection   {at:6.2f} -> {at + seconds:6.2f} s: {sql[:90]}")
     for seconds, sql in sorted(timings, reverse=True)[:top]:
         print(f"   {seconds:7.3f}  {sql}")
+    if timeline_ms is not None:  # this connection's statements in the order they ran
+        print("   this connection's timeline:")
+        for index, (seconds, sql) in enumerate(timings):
+            if seconds * 1000 >= timeline_ms:
+                print(f"   {began_at[index]:6.2f} +{seconds:6.3f}  {sql[:110]}")
 
 
 def main() -> int:
@@ -147,6 +155,12 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument(
         "--explain", type=int, metavar="MS", help="print the plans of statements over MS ms"
+    )
+    parser.add_argument(
+        "--timeline",
+        type=int,
+        metavar="MS",
+        help="print this connection's statements over MS ms in the order they ran",
     )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -170,6 +184,7 @@ def main() -> int:
             lambda: roi_recalculate(as_of=as_of - dt.timedelta(days=1), full=True),
             args.top,
             args.explain,
+            args.timeline,
         )
     if args.only != "full":
         print(f"vacuumed in {_vacuum():.1f} s")
@@ -181,6 +196,7 @@ def main() -> int:
                 lambda: roi_recalculate(as_of=as_of),
                 args.top,
                 args.explain,
+                args.timeline,
             )
         finally:
             _untouch(watermarks)

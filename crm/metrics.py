@@ -266,6 +266,7 @@ def _stage_sql(
     staff_array: bool = False,
     compare_stored: bool = False,
     ranged: bool = False,
+    changed_only: bool = False,
 ) -> str:
     """SELECT producing one staging row per customer in scope.
 
@@ -280,6 +281,13 @@ def _stage_sql(
     out in customer order, while the payback statement still runs beside this one: the diff
     that follows then reads only the staging and payback tables (1M customers: 3.9-4.4 s ->
     about 1 s after it).
+
+    With `changed_only` (and `compare_stored`: a full concurrent refresh, whose payback days
+    are compared elsewhere), only the rows that something writes come out: those that differ
+    from the stored row or have none (`old_state` not 1), and those whose status differs from
+    the customer's copy. The others (most of them on a usual night) are compared and dropped
+    as they stream, never written into the staging table and read again (1M customers, 35k
+    rows kept: 11.3-11.5 -> 10.1-10.3 s in psql for this statement alone).
 
     With `staff_array` (PostgreSQL, staff ids dense: _staff_ids_dense), each interaction's
     cost is looked up in _staff_cents_array instead of joining the staff table. In a full
@@ -373,11 +381,14 @@ def _stage_sql(
         MIN(CASE WHEN {in_window} THEN o.placed_at END) AS window_first_at,
         MIN(CASE WHEN o.placed_at >= %(year_start)s THEN o.placed_at END) AS year_first_at
         {modes_cols}"""
-    i_aggs = f"""SUM(CASE WHEN {i_window} THEN i.minutes ELSE 0 END) AS minutes_window,
+    # The window's sums as FILTERs (NULL without any, as COALESCE below expects): an
+    # interaction before the window adds nothing, rather than a zero (1M customers: the
+    # interactions' aggregate 1.88-1.95 -> 1.78-1.81 s).
+    i_aggs = f"""SUM(i.minutes) FILTER (WHERE {i_window}) AS minutes_window,
         SUM(i.minutes) AS minutes_lifetime,
-        ROUND(SUM(CASE WHEN {i_window} THEN {cost} ELSE 0 END) / {UNITS}.0, 2) AS cost_window,
+        ROUND(SUM({cost}) FILTER (WHERE {i_window}) / {UNITS}.0, 2) AS cost_window,
         ROUND(SUM({cost}) / {UNITS}.0, 2) AS cost_lifetime,
-        MIN(CASE WHEN {i_window} THEN i.occurred_at END) AS window_first_at"""
+        MIN(i.occurred_at) FILTER (WHERE {i_window}) AS window_first_at"""
     if lateral:
         ctes = ""
         joins = (
@@ -460,13 +471,19 @@ def _stage_sql(
     if compare_stored:
         compared = [c for c in _STAGE_COLUMNS if c != "payback_days"]
         final = (
-            f", st AS (SELECT staged.*, {status_sql('staged')} AS status FROM staged)\n"  # noqa: S608
-            "SELECT st.*, CASE WHEN m.customer_id IS NULL THEN 0 "
+            "SELECT st.*, CASE WHEN m.customer_id IS NULL THEN 0 "  # noqa: S608
             f"WHEN {_differs('m', 'st', compared)} THEN 2 ELSE 1 END AS old_state, "
             "m.payback_days AS old_payback "
             f"FROM st LEFT JOIN {CustomerMetrics._meta.db_table} m "
             "ON m.customer_id = st.customer_id"
         )
+        if changed_only:
+            status_moves = _distinct("compared.status", "compared.customer_status")
+            final = (
+                f"SELECT * FROM ({final}) compared "  # noqa: S608
+                f"WHERE compared.old_state <> 1 OR {status_moves}"
+            )
+        final = f", st AS (SELECT staged.*, {status_sql('staged')} AS status FROM staged)\n{final}"  # noqa: S608
     return f"""
 WITH scope AS (
     SELECT c.id AS customer_id, c.cancelled_at, c.acquisition_date, c.acquisition_cost,
@@ -1531,7 +1548,13 @@ def _stage_halves(
 
 
 def _stage_full(
-    cursor, params: dict, *, staff_array: bool, beside: bool = False, ranged: bool = False
+    cursor,
+    params: dict,
+    *,
+    staff_array: bool,
+    beside: bool = False,
+    ranged: bool = False,
+    changed_only: bool = False,
 ) -> None:
     """The staging table of a full refresh (_stage_sql): on PostgreSQL with `staff_array`, its
     joins with the customers are merge joins, pinned. Each event table's aggregate comes out in
@@ -1553,8 +1576,15 @@ def _stage_full(
     them, four processes shared the two cores (1M customers, psql, both statements side by
     side: staging 14.1-14.9 -> 11.4-13.4 s, payback days 13.6-14.7 -> 11.7-13.3 s).
 
-    `ranged`: only the customers of ids %(stage_from)s up to %(stage_to)s (_stage_sql)."""
-    stage = _stage_sql(scoped=False, staff_array=staff_array, compare_stored=_pg(), ranged=ranged)
+    `ranged`: only the customers of ids %(stage_from)s up to %(stage_to)s (_stage_sql).
+    `changed_only`: only the rows to write (_stage_sql)."""
+    stage = _stage_sql(
+        scoped=False,
+        staff_array=staff_array,
+        compare_stored=_pg(),
+        ranged=ranged,
+        changed_only=changed_only,
+    )
     with contextlib.ExitStack() as settings:
         for name, value in _stage_settings(staff_array=staff_array, beside=beside):
             settings.enter_context(planner_setting(cursor, name, value))
@@ -1586,11 +1616,13 @@ def _stage_settings(*, staff_array: bool, beside: bool) -> list[tuple[str, str]]
 
 def _stage_with_side_queries(
     cursor, params: dict, sides: contextlib.ExitStack, *, staff_array: bool
-) -> SideQuery:
+) -> tuple[SideQuery, int]:
     """Full refresh on PostgreSQL, outside any outer transaction: the staging table is shared
     with a second connection, which stages the customers with the highest ids
     (SIDE_STAGE_SHARE) into SIDE_STAGE_TABLE while this one stages the others; this one then
-    takes in those rows. The second connection goes on with every customer's payback days
+    takes in those rows. Both keep only the rows to write (_stage_sql `changed_only`); the
+    customers staged are counted beforehand, with the ids' range, and returned with the
+    second connection. The second connection goes on with every customer's payback days
     and the cohort table's cells, in one pass over every order and interaction
     (_payback_cohorts_sql, _undated_cohorts_sql), and the payback days that differ from the
     stored ones (SIDE_MOVES_TABLE: the rows as committed, which only the job writes, under the
@@ -1607,11 +1639,13 @@ def _stage_with_side_queries(
     A first full run (no stored metrics rows) moves every customer's payback days after the
     insert: one more write of the rows that have them, once."""
     customer = Customer._meta.db_table
-    cursor.execute(f"SELECT MIN(id), MAX(id) FROM {customer}")  # noqa: S608
-    low, high = cursor.fetchone()
+    cursor.execute(f"SELECT MIN(id), MAX(id), COUNT(*) FROM {customer}")  # noqa: S608
+    low, high, customers = cursor.fetchone()
     low, high = low or 0, (high or 0) + 1
     middle = high - int((high - low) * SIDE_STAGE_SHARE)
-    stage = _stage_sql(scoped=False, staff_array=staff_array, compare_stored=True, ranged=True)
+    stage = _stage_sql(
+        scoped=False, staff_array=staff_array, compare_stored=True, ranged=True, changed_only=True
+    )
     table = CustomerMetrics._meta.db_table
     statements = list(SIDE_SETTINGS)
     statements += [
@@ -1665,11 +1699,12 @@ def _stage_with_side_queries(
         staff_array=staff_array,
         beside=True,
         ranged=True,
+        changed_only=True,
     )
     side.milestone_wait()
     cursor.execute(f"INSERT INTO {STAGE_TABLE} SELECT * FROM {SIDE_STAGE_TABLE}")  # noqa: S608
     cursor.execute(f"DROP TABLE {SIDE_STAGE_TABLE}")
-    return side
+    return side, customers
 
 
 def _payback_moves(cursor, params: dict) -> None:
@@ -1741,6 +1776,7 @@ def metrics_refresh(
         params["max_o"] = int(events_after.get("order") or 0)
         params["max_i"] = int(events_after.get("interaction") or 0)
     payback_side = None  # a full concurrent refresh's second connection
+    refreshed = None  # the customers aggregated, when not those of the staging table
     with transaction.atomic(), connection.cursor() as cursor, contextlib.ExitStack() as sides:
         for name in (STAGE_TABLE, CHANGED_TABLE, SCOPE_TABLE):
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
@@ -1749,7 +1785,9 @@ def metrics_refresh(
         payback_from = None  # the table of payback days that the write joins
         staff_array = _pg() and _staff_ids_dense(cursor)
         if payback_first and concurrent:
-            payback_side = _stage_with_side_queries(cursor, params, sides, staff_array=staff_array)
+            payback_side, refreshed = _stage_with_side_queries(
+                cursor, params, sides, staff_array=staff_array
+            )
         elif scoped and concurrent and _pg() and len(ids) >= SIDE_STAGE_MIN_CUSTOMERS:
             _stage_halves(
                 cursor,
@@ -1797,8 +1835,9 @@ def metrics_refresh(
         params["negative_costs"] = cursor.fetchone()[0]
         if not payback_first:
             cursor.execute(_payback_sql(scoped=scoped), params)
-        cursor.execute(f"SELECT COUNT(*) FROM {STAGE_TABLE}")  # noqa: S608
-        refreshed = cursor.fetchone()[0]
+        if refreshed is None:
+            cursor.execute(f"SELECT COUNT(*) FROM {STAGE_TABLE}")  # noqa: S608
+            refreshed = cursor.fetchone()[0]
         if before_images:  # the stored rows of the customers staged, as they are now
             staged = f"SELECT customer_id FROM {STAGE_TABLE}"  # noqa: S608
             cursor.execute(before_images_sql(before_images, staged, first=True))

@@ -552,6 +552,11 @@ def roi_recalculate(
                     if connection.vendor == "postgresql":
                         with connection.cursor() as cur:
                             cur.execute("SET LOCAL enable_nestloop = on")
+                            # The foreign keys of the rows written so far (memberships moved,
+                            # metrics rows created) are deferred to the commit: checked here,
+                            # a full run checks them while its second connection still works,
+                            # not after it (a night's moves: about 0.27 s at commit).
+                            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
                     if not before:  # the metrics and memberships alone, grouped
                         computed["aggregates"] = selectors.roi_aggregates(
                             as_of=as_of, payback=False

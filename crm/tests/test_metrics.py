@@ -14,6 +14,7 @@ from crm.models import (
     CohortContribution,
     Customer,
     CustomerMetrics,
+    CustomerStatus,
     Interaction,
     MetricsRefresh,
     Order,
@@ -589,3 +590,37 @@ def test_preferred_channel_is_the_most_frequent_with_ties_to_the_first_alphabeti
         "phone": "phone",
         "none": "",
     }
+
+
+def test_the_concurrent_full_staging_keeps_only_the_rows_to_write():
+    """_stage_sql(changed_only=True), as a full concurrent refresh stages: after a refresh,
+    nothing; then a customer with a new order, one without a metrics row yet, and one whose
+    status copy in Customer differs, each for that reason alone."""
+    quiet, ordered, copy_off = (CustomerFactory() for _ in range(3))
+    for customer in (quiet, ordered, copy_off):
+        order(customer, "2026-06-01", "100", "40")
+    metrics_refresh(as_of=AS_OF)
+    fresh = CustomerFactory()  # no metrics row yet
+
+    def staged() -> dict:
+        sql = metrics._stage_sql(scoped=False, compare_stored=True, ranged=True, changed_only=True)
+        ids = Customer.objects.values_list("id", flat=True)
+        params = {
+            **metrics.metrics_params(AS_OF),
+            "stage_from": min(ids),
+            "stage_to": max(ids) + 1,
+        }
+        with connection.cursor() as cur:
+            cur.execute(sql, params)
+            names = [column.name for column in cur.description]
+            return {row[0]: dict(zip(names, row, strict=True)) for row in cur.fetchall()}
+
+    assert list(staged()) == [fresh.id]
+    order(ordered, "2026-06-20", "50", "10")
+    Customer.objects.filter(pk=copy_off.pk).update(status=CustomerStatus.CHURNED)
+    rows = staged()
+    assert sorted(rows) == sorted([fresh.id, ordered.id, copy_off.id])
+    assert rows[fresh.id]["old_state"] == 0
+    assert rows[ordered.id]["old_state"] == 2 and rows[ordered.id]["order_count"] == 2
+    assert rows[copy_off.id]["old_state"] == 1
+    assert rows[copy_off.id]["status"] != rows[copy_off.id]["customer_status"]
