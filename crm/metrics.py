@@ -550,6 +550,27 @@ def _payback_sql(*, scoped: bool = False, everyone: bool = False, ordered: bool 
     """
     if everyone:
         return _payback_everyone_sql(ordered=ordered)
+    candidates = f"""
+    SELECT customer_id, acquisition_date, acquisition_cost FROM {STAGE_TABLE}
+    WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL AND payback_days IS NULL
+      AND acquisition_date <= %(as_of)s
+      AND (%(negative_costs)s = 1 OR min_margin < 0 OR margin_lifetime >= acquisition_cost)
+"""  # noqa: S608
+    select = _payback_days_sql(candidates, lookups=scoped and _pg())
+    return f"""
+UPDATE {STAGE_TABLE} SET payback_days = p.days FROM ({select}) AS p
+WHERE p.customer_id = {STAGE_TABLE}.customer_id
+"""  # noqa: S608
+
+
+def _payback_days_sql(candidates: str, *, lookups: bool, staff_array: bool = False) -> str:
+    """SELECT (customer_id, days) of the customers of `candidates` (a SELECT of customer_id,
+    acquisition_date, acquisition_cost, each with a cost and a date on or before as_of) who
+    paid back: the days from acquisition until their cumulative contribution at the end of a
+    day first reaches the cost (_payback_sql). `lookups` (PostgreSQL, a few customers): each
+    customer's events by index lookups (see _stage_sql), with `staff_array` their costs from
+    _staff_cents_array rather than a join with the staff per customer; else a join per event
+    table."""
     order, interaction = Order._meta.db_table, Interaction._meta.db_table
     since = ""
     if _pg():  # drop events before the acquisition day before sorting (SQLite: filter below)
@@ -557,14 +578,15 @@ def _payback_sql(*, scoped: bool = False, everyone: bool = False, ordered: bool 
     o_day, i_day = local_date("o.placed_at"), local_date("i.occurred_at")
     o_since, i_since = since.format(ts="o.placed_at"), since.format(ts="i.occurred_at")
     columns = "e.customer_id, e.acquisition_date, e.acquisition_cost"
-    if scoped and _pg():  # a few customers: index lookups per customer (see _stage_sql)
+    if lookups:
+        cost, staff_join = _interaction_cost_sql(staff_array=staff_array, fenced=False)
         events = f"""
     SELECT {columns}, ev.day, ev.amount FROM candidates e CROSS JOIN LATERAL (
         SELECT {o_day} AS day, {order_units()} AS amount FROM {order} o
         WHERE o.customer_id = e.customer_id AND o.placed_at < %(end_ts)s{o_since}
         UNION ALL
-        SELECT {i_day}, {interaction_units()}
-        FROM {interaction} i JOIN {staff_cents_sql(fenced=False)} u ON u.id = i.staff_id
+        SELECT {i_day}, -({cost})
+        FROM {interaction} i{staff_join}
         WHERE i.customer_id = e.customer_id AND i.occurred_at < %(end_ts)s{i_since}
     ) ev"""  # noqa: S608
     else:  # SQLite: a join per event table
@@ -577,14 +599,8 @@ def _payback_sql(*, scoped: bool = False, everyone: bool = False, ordered: bool 
     FROM candidates e JOIN {interaction} i ON i.customer_id = e.customer_id
     JOIN {staff_cents_sql()} u ON u.id = i.staff_id
     WHERE i.occurred_at < %(end_ts)s{i_since}"""  # noqa: S608
-    candidates = f"""candidates AS (
-    SELECT customer_id, acquisition_date, acquisition_cost FROM {STAGE_TABLE}
-    WHERE acquisition_cost > 0 AND acquisition_date IS NOT NULL AND payback_days IS NULL
-      AND acquisition_date <= %(as_of)s
-      AND (%(negative_costs)s = 1 OR min_margin < 0 OR margin_lifetime >= acquisition_cost)
-)"""  # noqa: S608
-    select = f"""
-WITH {candidates}, events AS ({events}
+    return f"""
+WITH candidates AS ({candidates}), events AS ({events}
 ), running AS (
     -- The default frame (RANGE ... CURRENT ROW) takes in every event of the same day: the
     -- cumulative contribution at the end of each day, without a per-day GROUP BY.
@@ -595,10 +611,6 @@ WITH {candidates}, events AS ({events}
 SELECT customer_id, MIN({_days_between("day", "acquisition_date")}) AS days
 FROM running WHERE cum >= acquisition_cost * {UNITS}
 GROUP BY customer_id
-"""  # noqa: S608
-    return f"""
-UPDATE {STAGE_TABLE} SET payback_days = p.days FROM ({select}) AS p
-WHERE p.customer_id = {STAGE_TABLE}.customer_id
 """  # noqa: S608
 
 
@@ -725,30 +737,34 @@ GROUP BY customer_id
 def _payback_cohorts_sql(*, staff_array: bool) -> str:
     """SELECT for a full refresh's second connection: in one pass over every order and
     interaction, each customer's payback days (rows with a customer_id; days NULL when not
-    paid back) and the cohort table's cells of the customers with an acquisition date (rows
-    without one: cohort, month as a timestamp, units). The customers without an acquisition
-    date, whose cohort is their first order's month, come from _undated_cohorts_sql.
+    paid back, or when `dip` says that _payback_dips_sql must find them) and the cohort
+    table's cells of the customers with an acquisition date (rows without a customer_id:
+    cohort, month as a timestamp, units; their days and dip mean nothing). The customers
+    without an acquisition date, whose cohort is their first order's month, come from
+    _undated_cohorts_sql.
 
     The events are read as _payback_everyone_sql reads them (covering indexes in customer and
     time order, merged, no sort; with `staff_array`), every event, so that the cohort cells
     take in future-dated ones as _cohorts_sql does; the running sum takes only those from the
     local acquisition day to the end of as_of (a window aggregate's FILTER). One grouping
     set keeps each customer's rows in their order (the payback days), the other hashes the
-    cohort cells (a few hundred). At 1M customers: 13.9 s in one process, 11.3-11.6 s with
-    JIT, against 10.3-10.7 s for the payback days plus 7 s for the cohort cells apart; the
-    payback day's local date taken once per customer, not per qualifying event: 11.9-12.1 ->
-    11.5-11.8 s."""
+    cohort cells (a few hundred).
+
+    The payback day is the first local day whose cumulative contribution at its end reaches
+    the target (_payback_sql). The running sum starts below the target and crosses it upwards
+    and downwards in turn; each event is compared with the target before and after it (two
+    integer comparisons, no date). With the first upward crossing U and the first downward
+    one D: if D is on a later local day than U, or there is none, every day before U's ends
+    below the target and U's day ends at or above it: U's day is the payback day. If D falls
+    on U's own day (a dip the same day: about 1 % of customers), `dip` is true and the days are
+    left to _payback_dips_sql, which sums those customers' events day by day. Before, each
+    event at or above the target was checked for being the last of its local day, with the
+    next event's time (LEAD) and local dates: at 1M customers 11.1-11.8 -> about 10 s."""
     order, interaction = Order._meta.db_table, Interaction._meta.db_table
     customer = Customer._meta.db_table
     cost, staff_join = _interaction_cost_sql(staff_array=staff_array)
-    at_day, next_day = local_date("at"), local_date("next_at")
-    # The last event of its local day: the next one comes 48 hours later or more (no local
-    # day is that long; a cheap test that most events pass), or on another local date.
-    day_end = f"(next_at IS NULL OR next_at >= at + interval '48 hours' OR {next_day} <> {at_day})"
-    # The first such event at or above the target, its local date taken once per customer.
-    paid_at = (
-        f"MIN(at) FILTER (WHERE cum >= target AND at >= start AND at < %(end_ts)s AND {day_end})"
-    )
+    counted = "at >= start AND at < %(end_ts)s"
+    up_day, down_day = local_date("up"), local_date("down")
     return f"""
 WITH events AS (
     (SELECT o.customer_id, o.placed_at AS at, {order_units()} AS amount
@@ -771,18 +787,48 @@ WITH events AS (
     GROUP BY id
 ), running AS (
     SELECT e.customer_id, c.acquisition_date, c.target, c.start, c.cohort, e.at, e.amount,
-        crm_sum_int8(e.amount) FILTER (WHERE e.at >= c.start AND e.at < %(end_ts)s) OVER w
-            AS cum,
-        LEAD(e.at) OVER w AS next_at
+        crm_sum_int8(e.amount) FILTER (WHERE e.at >= c.start AND e.at < %(end_ts)s) OVER (
+            PARTITION BY e.customer_id ORDER BY e.at ROWS UNBOUNDED PRECEDING) AS cum
     FROM events e JOIN c ON c.id = e.customer_id
-    WINDOW w AS (PARTITION BY e.customer_id ORDER BY e.at ROWS UNBOUNDED PRECEDING)
+), crossed AS (
+    SELECT customer_id, cohort, date_trunc('month', at AT TIME ZONE %(tz)s) AS month,
+        MIN(at) FILTER (WHERE cum >= target AND cum - amount < target AND {counted}) AS up,
+        MIN(at) FILTER (WHERE cum < target AND cum - amount >= target AND {counted}) AS down,
+        MIN(acquisition_date) AS acquisition_date,
+        SUM(amount) AS units
+    FROM running
+    GROUP BY GROUPING SETS ((customer_id), (cohort, 3))
 )
-SELECT customer_id, cohort, date_trunc('month', at AT TIME ZONE %(tz)s) AS month,
-    {local_date(paid_at)} - MIN(acquisition_date) AS days,
-    SUM(amount) AS units
-FROM running
-GROUP BY GROUPING SETS ((customer_id), (cohort, 3))
+SELECT customer_id, cohort, month,
+    CASE WHEN down IS NULL OR {down_day} <> {up_day} THEN {up_day} - acquisition_date END
+        AS days,
+    COALESCE({down_day} = {up_day}, FALSE) AS dip,
+    units
+FROM crossed
 """  # noqa: S608
+
+
+def _payback_dips_sql(table: str, *, staff_array: bool) -> list[str]:
+    """Statements setting, in `table` (_payback_cohorts_sql's rows), the payback days of the
+    customers whose running sum dips below the target on the day it first reaches it (`dip`):
+    their events summed day by day (_payback_days_sql), each customer's looked up by index.
+    The dips are first copied into a table of their own: small and without statistics, it
+    makes the planner look the customers up by key (at 1M customers, 5.7k dips: the table of
+    every customer, unanalyzed, was estimated at 30 % dips and scanned: 0.73 s)."""
+    customer = Customer._meta.db_table
+    dips = f"{table}_dips"
+    candidates = (
+        f"SELECT c.id AS customer_id, c.acquisition_date, c.acquisition_cost "  # noqa: S608
+        f"FROM {dips} d JOIN {customer} c ON c.id = d.customer_id"
+    )
+    select = _payback_days_sql(candidates, lookups=True, staff_array=staff_array)
+    return [
+        f"DROP TABLE IF EXISTS {dips}",
+        f"CREATE TEMPORARY TABLE {dips} AS SELECT customer_id FROM {table} WHERE dip",  # noqa: S608
+        f"UPDATE {table} SET days = x.days FROM ({select}) AS x "  # noqa: S608
+        f"WHERE {table}.customer_id = x.customer_id AND {table}.dip",
+        f"DROP TABLE {dips}",
+    ]
 
 
 def _undated_cohorts_sql(*, staff_array: bool) -> str:
@@ -1596,11 +1642,12 @@ SIDE_MOVES_TABLE = "crm_metrics_moves_side"  # unlogged: the payback days that m
 # The share of a full refresh's customers (the highest ids) that the second connection stages
 # before it computes every payback day and cohort cell; this connection stages the rest, then
 # writes the metrics and runs the caller's `meanwhile` before it needs the payback days. At 1M
-# customers in the job (both cores busy): this connection's staging 9.6-10.4 s for the rest,
-# then 3.5-5 s of writes, memberships and sums; the second one's share 1.2-1.3 s, then the
-# payback days and cohort cells 12-12.9 s and the payback days that move 0.6-0.8 s. Shares from
-# 5 to 30 % were measured; 9-14 % balance the two within the machine's spread.
-SIDE_STAGE_SHARE = 0.09
+# customers in the job (both cores busy), with 9 %: this connection's staging 8.9-9.4 s for the
+# rest, then 5-6 s of writes, ranks, memberships and sums; the second one's share 1.2-1.3 s,
+# then the payback days and cohort cells 10.5-11 s, the dips and the payback days that move
+# 0.9 s: it ended 1.5-2.5 s before this one. With 18 % the two end together (full runs of 14.7
+# and 15.7 s against 15.0 and 16.4 s, in turns); with 22 % the second one ends last.
+SIDE_STAGE_SHARE = 0.18
 
 
 def _stage_settings(*, staff_array: bool, beside: bool) -> list[tuple[str, str]]:
@@ -1624,7 +1671,8 @@ def _stage_with_side_queries(
     customers staged are counted beforehand, with the ids' range, and returned with the
     second connection. The second connection goes on with every customer's payback days
     and the cohort table's cells, in one pass over every order and interaction
-    (_payback_cohorts_sql, _undated_cohorts_sql), and the payback days that differ from the
+    (_payback_cohorts_sql, _undated_cohorts_sql; _payback_dips_sql for the few customers whose
+    running sum dips the day it first reaches the target), and the payback days that differ from the
     stored ones (SIDE_MOVES_TABLE: the rows as committed, which only the job writes, under the
     metrics table's lock, and which this connection's writes leave as they are until it
     commits). Meanwhile this one writes the metrics with their stored payback
@@ -1634,7 +1682,8 @@ def _stage_with_side_queries(
     Before, the payback days alone on the second connection (10-11 s), which then shared the
     cohort cells in twenty ranges with this one (7-7.6 s in all), and this connection's staging
     (11.6 s) came before everything it wrote: full run 19.3 s at 1M customers in a profile,
-    14.5-15.8 s now.
+    14.5-15.8 s on 2026-12-06, 14.7-15.7 s on 2026-12-07 with the changes of that day (a
+    slower machine that day: the same code as the day before took 15-16.7 s).
 
     A first full run (no stored metrics rows) moves every customer's payback days after the
     insert: one more write of the rows that have them, once."""
@@ -1671,6 +1720,7 @@ def _stage_with_side_queries(
             params,
         ),
         ("SET jit = off", None),
+        *[(sql, params) for sql in _payback_dips_sql(SIDE_PAYBACK_TABLE, staff_array=staff_array)],
         # A merge join with the metrics table's key, the payback rows sorted (they come out
         # of the pass in customer order): 0.88 -> 0.65 s at 1M customers, against hashing it.
         ("SET enable_hashjoin = off", None),

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import importlib
+import random
 from decimal import Decimal
 
 import pytest
@@ -538,10 +539,20 @@ def test_one_pass_payback_days_and_cohort_cells_match_the_separate_statements(st
     InteractionFactory(customer=undated, minutes=15, occurred_at=at("2026-04-03"))
     params = metrics.metrics_params(AS_OF)
     with connection.cursor() as cur:
-        cur.execute(metrics._payback_cohorts_sql(staff_array=staff_array), params)
+        cur.execute(
+            "CREATE TEMPORARY TABLE pass AS "
+            + metrics._payback_cohorts_sql(staff_array=staff_array),
+            params,
+        )
+        cur.execute("SELECT customer_id, dip FROM pass WHERE customer_id IS NOT NULL")
+        dips = {customer for customer, dip in cur.fetchall() if dip}
+        for sql in metrics._payback_dips_sql("pass", staff_array=staff_array):
+            cur.execute(sql, params)
+        cur.execute("SELECT customer_id, cohort, month, days, units FROM pass")
         rows = cur.fetchall()
         cur.execute(metrics._undated_cohorts_sql(staff_array=staff_array), params)
         undated_cells = cur.fetchall()
+    assert dips == {same_day.id}  # left to the day-by-day sums
     days = {customer: d for customer, _cohort, _month, d, _units in rows if customer is not None}
     # The undated customer is not in this pass: it cannot pay back.
     assert days == {c.id: 31, never.id: None, same_day.id: 6, last_day.id: 29}
@@ -624,3 +635,73 @@ def test_the_concurrent_full_staging_keeps_only_the_rows_to_write():
     assert rows[ordered.id]["old_state"] == 2 and rows[ordered.id]["order_count"] == 2
     assert rows[copy_off.id]["old_state"] == 1
     assert rows[copy_off.id]["status"] != rows[copy_off.id]["customer_status"]
+
+
+@pytest.mark.parametrize("staff_array", [True, False])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_one_pass_payback_days_equal_the_day_by_day_sums_on_random_events(seed, staff_array):
+    """The second connection's payback days (the crossings of _payback_cohorts_sql, and
+    _payback_dips_sql for a dip on the day of the first) against the exact day-by-day sums of
+    _payback_days_sql, for random customers whose running sums cross their targets up and
+    down, often within a day and at the same instant, with events before acquisition and
+    after as_of."""
+    rnd = random.Random(seed)
+    staff = [
+        SupportUserFactory(hourly_cost=Decimal("30")),
+        SupportUserFactory(hourly_cost=Decimal("90")),
+    ]
+    customers = [
+        CustomerFactory(
+            acquisition_date=dt.date(2026, 1, rnd.randrange(1, 8)),
+            acquisition_cost=Decimal(rnd.randrange(10, 80)),
+        )
+        for _ in range(60)
+    ]
+    for customer in customers:
+        for _ in range(rnd.randrange(3, 16)):
+            day = dt.date(2025, 12, 28) + dt.timedelta(days=rnd.randrange(0, 16))
+            if rnd.random() < 0.05:
+                day = dt.date(2026, 7, 1) + dt.timedelta(days=rnd.randrange(0, 5))  # after as_of
+            hour = rnd.choice([0, 9, 9, 9, 14, 23])  # nine o'clock: events at the same instant
+            when = dt.datetime.combine(day, dt.time(hour), tzinfo=timezone.get_default_timezone())
+            if rnd.random() < 0.5:
+                margin = rnd.randrange(-30, 90)
+                OrderFactory(
+                    customer=customer,
+                    placed_at=when,
+                    revenue=Decimal(max(margin, 0) + 10),
+                    cost_of_goods=Decimal(max(margin, 0) + 10 - margin),
+                )
+            else:
+                InteractionFactory(
+                    customer=customer,
+                    staff=rnd.choice(staff),
+                    minutes=rnd.randrange(10, 90),
+                    occurred_at=when,
+                )
+    # And one dip for certain: 60 at nine reaches 50, 30 minutes at 40/h leave 40 by night.
+    dip = CustomerFactory(acquisition_date=dt.date(2026, 1, 1), acquisition_cost=Decimal("50"))
+    OrderFactory(customer=dip, placed_at=at("2026-01-05", 9), revenue=60, cost_of_goods=0)
+    InteractionFactory(customer=dip, minutes=30, occurred_at=at("2026-01-05", 15))
+    OrderFactory(customer=dip, placed_at=at("2026-01-07"), revenue=20, cost_of_goods=0)
+    params = metrics.metrics_params(AS_OF)
+    with connection.cursor() as cur:
+        cur.execute(
+            "CREATE TEMPORARY TABLE pass AS "
+            + metrics._payback_cohorts_sql(staff_array=staff_array),
+            params,
+        )
+        cur.execute("SELECT COUNT(*) FROM pass WHERE dip")
+        dips = cur.fetchone()[0]
+        for sql in metrics._payback_dips_sql("pass", staff_array=staff_array):
+            cur.execute(sql, params)
+        cur.execute("SELECT customer_id, days FROM pass WHERE customer_id IS NOT NULL")
+        got = {customer: days for customer, days in cur.fetchall() if days is not None}
+        everyone = (
+            f"SELECT id AS customer_id, acquisition_date, acquisition_cost "  # noqa: S608
+            f"FROM {Customer._meta.db_table} WHERE acquisition_cost > 0"
+        )
+        cur.execute(metrics._payback_days_sql(everyone, lookups=True), params)
+        expected = dict(cur.fetchall())
+    assert got == expected
+    assert expected[dip.id] == 6 and len(expected) >= 10 and dips >= 1
