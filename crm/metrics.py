@@ -739,7 +739,7 @@ def _payback_cohorts_sql(*, staff_array: bool) -> str:
     interaction, each customer's payback days (rows with a customer_id; days NULL when not
     paid back, or when `dip` says that _payback_dips_sql must find them) and the cohort
     table's cells of the customers with an acquisition date (rows without a customer_id:
-    cohort, month as a timestamp, units; their days and dip mean nothing). The customers
+    cohort, month as a timestamp, units; no days, dip false). The customers
     without an acquisition date, whose cohort is their first order's month, come from
     _undated_cohorts_sql.
 
@@ -800,9 +800,9 @@ WITH events AS (
     GROUP BY GROUPING SETS ((customer_id), (cohort, 3))
 )
 SELECT customer_id, cohort, month,
-    CASE WHEN down IS NULL OR {down_day} <> {up_day} THEN {up_day} - acquisition_date END
-        AS days,
-    COALESCE({down_day} = {up_day}, FALSE) AS dip,
+    CASE WHEN customer_id IS NOT NULL AND (down IS NULL OR {down_day} <> {up_day})
+        THEN {up_day} - acquisition_date END AS days,
+    COALESCE(customer_id IS NOT NULL AND {down_day} = {up_day}, FALSE) AS dip,
     units
 FROM crossed
 """  # noqa: S608

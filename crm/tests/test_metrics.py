@@ -514,6 +514,20 @@ def test_migration_dates_metrics_refreshed_before_it():
     assert recorded.finished_at == newest
 
 
+def _second_connections_pass(cur, params: dict, *, staff_array: bool) -> set:
+    """Run the second connection's pass (_payback_cohorts_sql) into temporary table `pass`,
+    then its day-by-day sums for the dips (_payback_dips_sql); return the dips' customers."""
+    cur.execute(
+        "CREATE TEMPORARY TABLE pass AS " + metrics._payback_cohorts_sql(staff_array=staff_array),
+        params,
+    )
+    cur.execute("SELECT customer_id FROM pass WHERE dip")
+    dips = {row[0] for row in cur.fetchall()}
+    for sql in metrics._payback_dips_sql("pass", staff_array=staff_array):
+        cur.execute(sql, params)
+    return dips
+
+
 @pytest.mark.parametrize("staff_array", [True, False])
 def test_one_pass_payback_days_and_cohort_cells_match_the_separate_statements(staff_array):
     """The second connection's single pass of a full concurrent refresh (payback days and
@@ -539,15 +553,7 @@ def test_one_pass_payback_days_and_cohort_cells_match_the_separate_statements(st
     InteractionFactory(customer=undated, minutes=15, occurred_at=at("2026-04-03"))
     params = metrics.metrics_params(AS_OF)
     with connection.cursor() as cur:
-        cur.execute(
-            "CREATE TEMPORARY TABLE pass AS "
-            + metrics._payback_cohorts_sql(staff_array=staff_array),
-            params,
-        )
-        cur.execute("SELECT customer_id, dip FROM pass WHERE customer_id IS NOT NULL")
-        dips = {customer for customer, dip in cur.fetchall() if dip}
-        for sql in metrics._payback_dips_sql("pass", staff_array=staff_array):
-            cur.execute(sql, params)
+        dips = _second_connections_pass(cur, params, staff_array=staff_array)
         cur.execute("SELECT customer_id, cohort, month, days, units FROM pass")
         rows = cur.fetchall()
         cur.execute(metrics._undated_cohorts_sql(staff_array=staff_array), params)
@@ -686,15 +692,7 @@ def test_one_pass_payback_days_equal_the_day_by_day_sums_on_random_events(seed, 
     OrderFactory(customer=dip, placed_at=at("2026-01-07"), revenue=20, cost_of_goods=0)
     params = metrics.metrics_params(AS_OF)
     with connection.cursor() as cur:
-        cur.execute(
-            "CREATE TEMPORARY TABLE pass AS "
-            + metrics._payback_cohorts_sql(staff_array=staff_array),
-            params,
-        )
-        cur.execute("SELECT COUNT(*) FROM pass WHERE dip")
-        dips = cur.fetchone()[0]
-        for sql in metrics._payback_dips_sql("pass", staff_array=staff_array):
-            cur.execute(sql, params)
+        dips = len(_second_connections_pass(cur, params, staff_array=staff_array))
         cur.execute("SELECT customer_id, days FROM pass WHERE customer_id IS NOT NULL")
         got = {customer: days for customer, days in cur.fetchall() if days is not None}
         everyone = (
