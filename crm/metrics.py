@@ -1638,6 +1638,8 @@ def _stage_full(
 
 
 SIDE_PAYBACK_TABLE = "crm_metrics_payback_side"  # unlogged: written by a second connection
+# (customer_id, old_days, new_days): the payback days written after the caller's `meanwhile`
+PAYBACK_MOVED_TABLE = "crm_metrics_payback_moved"
 SIDE_MOVES_TABLE = "crm_metrics_moves_side"  # unlogged: the payback days that move
 # The share of a full refresh's customers (the highest ids) that the second connection stages
 # before it computes every payback day and cohort cell; this connection stages the rest, then
@@ -1759,8 +1761,13 @@ def _stage_with_side_queries(
 
 def _payback_moves(cursor, params: dict) -> None:
     """Write the payback days that the second connection found to differ from the stored ones
-    (_stage_with_side_queries), record those customers as changed, drop its tables."""
+    (_stage_with_side_queries), first recording them with the days they replace in
+    PAYBACK_MOVED_TABLE, record those customers as changed, drop its tables."""
     table = CustomerMetrics._meta.db_table
+    cursor.execute(
+        f"INSERT INTO {PAYBACK_MOVED_TABLE} SELECT p.customer_id, m.payback_days, p.days "  # noqa: S608
+        f"FROM {SIDE_MOVES_TABLE} p JOIN {table} m ON m.customer_id = p.customer_id"
+    )
     cursor.execute(
         f"UPDATE {table} SET payback_days = p.days, refreshed_at = %(now)s "  # noqa: S608
         f"FROM {SIDE_MOVES_TABLE} p WHERE p.customer_id = {table}.customer_id",
@@ -1811,7 +1818,9 @@ def metrics_refresh(
     while the second connection computes the payback days and cohort rows.
 
     Afterwards the temporary table CHANGED_TABLE lists the customers aggregated plus those
-    whose status or ranks changed, and NEW_TABLE those whose metrics row was created;
+    whose status or ranks changed, NEW_TABLE those whose metrics row was created, and
+    PAYBACK_MOVED_TABLE those whose payback days were written after `meanwhile` ran (a full
+    concurrent refresh: days found by the second connection), with the days before and after;
     Customer.status is copied where it differs. Atomic: all or nothing. Raises ValueError for
     a missing date.
     """
@@ -1828,9 +1837,13 @@ def metrics_refresh(
     payback_side = None  # a full concurrent refresh's second connection
     refreshed = None  # the customers aggregated, when not those of the staging table
     with transaction.atomic(), connection.cursor() as cursor, contextlib.ExitStack() as sides:
-        for name in (STAGE_TABLE, CHANGED_TABLE, SCOPE_TABLE):
+        for name in (STAGE_TABLE, CHANGED_TABLE, SCOPE_TABLE, PAYBACK_MOVED_TABLE):
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
         cursor.execute(f"CREATE TEMPORARY TABLE {CHANGED_TABLE} (customer_id bigint)")
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {PAYBACK_MOVED_TABLE} "
+            "(customer_id bigint, old_days integer, new_days integer)"
+        )
         payback_first = _pg() and not scoped
         payback_from = None  # the table of payback days that the write joins
         staff_array = _pg() and _staff_ids_dense(cursor)

@@ -22,6 +22,7 @@ from crm.metrics import (
     CHANGED_TABLE,
     METRICS_VERSION,
     NEW_TABLE,
+    PAYBACK_MOVED_TABLE,
     before_images_create,
     metrics_params,
     metrics_refresh,
@@ -561,6 +562,9 @@ def roi_recalculate(
                         computed["aggregates"] = selectors.roi_aggregates(
                             as_of=as_of, payback=False
                         )
+                        # With the payback days stored so far: those a full run's second
+                        # connection finds to differ are moved in afterwards.
+                        computed["payback"] = selectors.roi_payback(as_of=as_of)
 
                 # The memberships and the ROI sums read the refreshed metrics, but neither the
                 # payback days nor the cohort table: the refresh runs them while its second
@@ -574,8 +578,12 @@ def roi_recalculate(
                     ranked_before=_ranked(previous) if before else None,
                     meanwhile=memberships,
                 )
+                if not before:  # the payback days written since the histogram was grouped
+                    computed["payback"] = selectors.roi_payback_moved(
+                        computed["payback"], moved=PAYBACK_MOVED_TABLE
+                    )
                 with connection.cursor() as cur:
-                    for name in (SCOPE_TABLE, CHANGED_TABLE, NEW_TABLE):
+                    for name in (SCOPE_TABLE, CHANGED_TABLE, NEW_TABLE, PAYBACK_MOVED_TABLE):
                         cur.execute(f"DROP TABLE IF EXISTS {name}")
                 if progress:
                     progress("snapshots")
@@ -589,7 +597,7 @@ def roi_recalculate(
                         cur.execute(f"DROP TABLE {before}")
                 else:
                     aggregates = computed["aggregates"]
-                    aggregates.payback = selectors.roi_payback(as_of=as_of)
+                    aggregates.payback = computed["payback"]
                 _aggregates_store(run, as_of=as_of, aggregates=aggregates)
                 if connection.vendor == "postgresql":  # SET LOCAL outlives a savepoint: a
                     with connection.cursor() as cur:  # caller's later writes are not the job's

@@ -498,13 +498,7 @@ class RoiAggregates:
             row = {name: add(mine.get(name), theirs.get(name)) for name in _AGG_NAMES}
             if row["customers"]:
                 buckets[key] = row
-        payback = {}
-        for key in self.payback.keys() | change.payback.keys():
-            days: dict = {}
-            for day, n in [*self.payback.get(key, []), *change.payback.get(key, [])]:
-                days[day] = days.get(day, 0) + n
-            if rows := sorted((day, n) for day, n in days.items() if n):
-                payback[key] = rows
+        payback = _payback_plus(self.payback, change.payback)
         whale = None
         if self.whale is not None and change.whale is not None:
             bins: dict = {}
@@ -677,6 +671,20 @@ def _payback_from(source: str, params: dict, *, sign: str | None) -> dict:
     return out
 
 
+def _payback_plus(histogram: dict, change: dict) -> dict:
+    """Payback `histogram` ({bucket key: [(days, customers)]}) with the signed counts of
+    `change` added; days left without customers are dropped, as a GROUP BY would not return
+    them."""
+    payback = {}
+    for key in histogram.keys() | change.keys():
+        days: dict = {}
+        for day, n in [*histogram.get(key, []), *change.get(key, [])]:
+            days[day] = days.get(day, 0) + n
+        if rows := sorted((day, n) for day, n in days.items() if n):
+            payback[key] = rows
+    return payback
+
+
 def roi_aggregates(*, as_of: date, payback: bool = True) -> RoiAggregates:
     """The metrics table grouped by bucket, by bucket and payback days, by whale bin
     (PostgreSQL only) and by cohort: one plain GROUP BY each, with only the sums it needs.
@@ -692,6 +700,23 @@ def roi_aggregates(*, as_of: date, payback: bool = True) -> RoiAggregates:
 def roi_payback(*, as_of: date) -> dict:
     """The payback histogram of roi_aggregates alone."""
     return _payback_from(CustomerMetrics._meta.db_table, {"as_of": as_of}, sign=None)
+
+
+def roi_payback_moved(histogram: dict, *, moved: str) -> dict:
+    """roi_payback from `histogram`, the one of the metrics table before some payback days
+    were written, and `moved`, a table of those customers with their days before and after
+    (customer_id, old_days, new_days: crm.metrics.PAYBACK_MOVED_TABLE): their days as they
+    were taken off, as they are added, in their buckets as they are. Reads those customers
+    alone: a full run groups every row while its second connection still computes the payback
+    days, and only the few that moved after it (at 1M customers: 0.25 s off the end)."""
+    table = CustomerMetrics._meta.db_table
+    source = (
+        f"(SELECT m.bucket_id, x.old_days AS payback_days, -1 AS sign FROM {moved} x "  # noqa: S608
+        f"JOIN {table} m ON m.customer_id = x.customer_id UNION ALL "
+        f"SELECT m.bucket_id, x.new_days, 1 FROM {moved} x "
+        f"JOIN {table} m ON m.customer_id = x.customer_id) AS d"
+    )
+    return _payback_plus(histogram, _payback_from(source, {}, sign="sign"))
 
 
 def roi_aggregates_moved(

@@ -21,8 +21,10 @@ from crm.tests.factories import (
     SocialProfileFactory,
     SupportUserFactory,
 )
+from segments import selectors
 from segments.jobs import roi_recalculate, touched_customer_ids
 from segments.models import Bucket, CurrentMembership, JobRun, RoiSnapshot
+from segments.selectors import RoiAggregates
 
 AS_OF = dt.date(2026, 6, 30)
 BIG_RULES = {"op": "and", "conditions": [{"field": "order_count", "operator": ">=", "value": 2}]}
@@ -417,6 +419,11 @@ def test_a_full_run_shares_its_work_with_a_second_connection_and_gets_the_same_f
     assert shared.status == "succeeded" and shared_runs == [1]
     # Counted apart from the staging table, which keeps only the rows to write.
     assert shared.counts["customers_refreshed"] == Customer.objects.count()
+    # The payback histogram, grouped before the second connection's days were written and
+    # moved by them afterwards (every one, in a first run), is the one grouped now.
+    shared.refresh_from_db()
+    stored = RoiAggregates.from_json(shared.aggregates["sums"]).payback
+    assert stored == selectors.roi_payback(as_of=AS_OF) and stored
     state = _state(AS_OF)
     assert sum(row["payback_days"] is not None for row in state[0]) >= 10
     assert len(state[3]) >= 10  # cohort cells
@@ -430,6 +437,17 @@ def test_a_full_run_shares_its_work_with_a_second_connection_and_gets_the_same_f
     assert alone.counts["customers_refreshed"] == Customer.objects.count()
     assert _state(AS_OF) == state
     assert alone.reports == shared.reports
+    # A later shared run moves a few payback days only (an order brings two customers' days
+    # forward): the histogram grouped before them, moved by them, is still the one grouped now.
+    paid = CustomerMetrics.objects.filter(payback_days__gt=30).order_by("customer_id")[:2]
+    for metrics_row in paid:
+        order(metrics_row.customer, "2025-02-02", "100000", revenue="100000")
+    again = roi_recalculate(as_of=AS_OF, full=True)
+    assert again.status == "succeeded" and shared_runs == [1, 1]
+    assert CustomerMetrics.objects.filter(payback_days=1).count() >= 2
+    again.refresh_from_db()
+    stored = RoiAggregates.from_json(again.aggregates["sums"]).payback
+    assert stored == selectors.roi_payback(as_of=AS_OF)
 
 
 @pytest.mark.django_db(transaction=True)
