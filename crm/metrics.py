@@ -812,9 +812,12 @@ def _payback_dips_sql(table: str, *, staff_array: bool) -> list[str]:
     """Statements setting, in `table` (_payback_cohorts_sql's rows), the payback days of the
     customers whose running sum dips below the target on the day it first reaches it (`dip`):
     their events summed day by day (_payback_days_sql), each customer's looked up by index.
-    The dips are first copied into a table of their own: small and without statistics, it
-    makes the planner look the customers up by key (at 1M customers, 5.7k dips: the table of
-    every customer, unanalyzed, was estimated at 30 % dips and scanned: 0.73 s)."""
+    The dips are first copied into a table of their own, with where each row lies: small and
+    without statistics, it makes the planner look the customers up by key, and the rows are
+    then written where they lie (TID scans) rather than found by a scan of every row (at 1M
+    customers, 5.7k dips: 0.73 s with the table of every customer, unanalyzed, estimated at 30
+    % dips; 0.68 s in the job with the dips' own table, then scanning every row to write;
+    about 0.35 s now)."""
     customer = Customer._meta.db_table
     dips = f"{table}_dips"
     candidates = (
@@ -824,9 +827,11 @@ def _payback_dips_sql(table: str, *, staff_array: bool) -> list[str]:
     select = _payback_days_sql(candidates, lookups=True, staff_array=staff_array)
     return [
         f"DROP TABLE IF EXISTS {dips}",
-        f"CREATE TEMPORARY TABLE {dips} AS SELECT customer_id FROM {table} WHERE dip",  # noqa: S608
-        f"UPDATE {table} SET days = x.days FROM ({select}) AS x "  # noqa: S608
-        f"WHERE {table}.customer_id = x.customer_id AND {table}.dip",
+        f"CREATE TEMPORARY TABLE {dips} AS SELECT ctid AS row_id, customer_id "  # noqa: S608
+        f"FROM {table} WHERE dip",
+        f"UPDATE {table} SET days = x.days FROM (SELECT d.row_id, e.days FROM {dips} d "  # noqa: S608
+        f"JOIN ({select}) AS e ON e.customer_id = d.customer_id) AS x "
+        f"WHERE {table}.ctid = x.row_id",
         f"DROP TABLE {dips}",
     ]
 
@@ -1647,9 +1652,11 @@ SIDE_MOVES_TABLE = "crm_metrics_moves_side"  # unlogged: the payback days that m
 # customers in the job (both cores busy), with 9 %: this connection's staging 8.9-9.4 s for the
 # rest, then 5-6 s of writes, ranks, memberships and sums; the second one's share 1.2-1.3 s,
 # then the payback days and cohort cells 10.5-11 s, the dips and the payback days that move
-# 0.9 s: it ended 1.5-2.5 s before this one. With 18 % the two end together (full runs of 14.7
-# and 15.7 s against 15.0 and 16.4 s, in turns); with 22 % the second one ends last.
-SIDE_STAGE_SHARE = 0.18
+# 0.9 s: it ended 1.5-2.5 s before this one. With 18 % the two ended together in profiles (full
+# runs of 14.7 and 15.7 s against 15.0 and 16.4 s, in turns), with 22 % the second one last;
+# after a day of changes (the benchmark's case) it also ended last with 18 % (its share took
+# 2.5 s beside this connection's staging, its pass 11.9 s): 16 %.
+SIDE_STAGE_SHARE = 0.16
 
 
 def _stage_settings(*, staff_array: bool, beside: bool) -> list[tuple[str, str]]:
