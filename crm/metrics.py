@@ -1680,19 +1680,19 @@ def _stage_with_side_queries(
     customers staged are counted beforehand, with the ids' range, and returned with the
     second connection. The second connection goes on with every customer's payback days
     and the cohort table's cells, in one pass over every order and interaction
-    (_payback_cohorts_sql, _undated_cohorts_sql; _payback_dips_sql for the few customers whose
-    running sum dips the day it first reaches the target), and the payback days that differ from the
-    stored ones (SIDE_MOVES_TABLE: the rows as committed, which only the job writes, under the
-    metrics table's lock, and which this connection's writes leave as they are until it
-    commits). Meanwhile this one writes the metrics with their stored payback
+    (_payback_cohorts_sql, _undated_cohorts_sql; _payback_dips_sql for the few customers
+    whose running sum dips the day it first reaches the target), and the payback days that
+    differ from the stored ones (SIDE_MOVES_TABLE: the rows as committed, which only the job
+    writes, under the metrics table's lock, and which this connection's writes leave as they
+    are until it commits). Meanwhile this one writes the metrics with their stored payback
     days (_write_sql `stored_payback`), statuses, ranks and the caller's `meanwhile`, then
     moves the payback days (_payback_moves) and writes the cohort cells that result() returns.
 
     Before, the payback days alone on the second connection (10-11 s), which then shared the
     cohort cells in twenty ranges with this one (7-7.6 s in all), and this connection's staging
     (11.6 s) came before everything it wrote: full run 19.3 s at 1M customers in a profile,
-    14.5-15.8 s on 2026-12-06, 14.7-15.7 s on 2026-12-07 with the changes of that day (a
-    slower machine that day: the same code as the day before took 15-16.7 s).
+    14.5-15.8 s after the fourteenth round of bench/RESULTS.md, 14.7-15.7 s after the fifteenth
+    on a slower hour of the machine (on which the code of the fourteenth took 15-16.7 s).
 
     A first full run (no stored metrics rows) moves every customer's payback days after the
     insert: one more write of the rows that have them, once."""
