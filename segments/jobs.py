@@ -553,10 +553,13 @@ def roi_recalculate(
                     if connection.vendor == "postgresql":
                         with connection.cursor() as cur:
                             cur.execute("SET LOCAL enable_nestloop = on")
+                    if concurrent:  # the run's own transaction, which ends with the run
+                        with connection.cursor() as cur:
                             # The foreign keys of the rows written so far (memberships moved,
                             # metrics rows created) are deferred to the commit: checked here,
                             # a full run checks them while its second connection still works,
-                            # not after it (a night's moves: about 0.27 s at commit).
+                            # not after it (a night's moves: about 0.27 s at commit). Not in
+                            # a caller's transaction, whose own checks would move too.
                             cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
                     if not before:  # the metrics and memberships alone, grouped
                         computed["aggregates"] = selectors.roi_aggregates(

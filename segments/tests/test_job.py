@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from crm import metrics as metrics_mod
 from crm.metrics import metrics_refresh
-from crm.models import CohortContribution, Customer, CustomerMetrics, RankBoundary
+from crm.models import CohortContribution, Customer, CustomerMetrics, Order, RankBoundary
 from crm.tests.factories import (
     CustomerFactory,
     InteractionFactory,
@@ -720,3 +720,16 @@ def test_incremental_moves_an_untouched_customer_whose_decile_changed(monkeypatc
     assert incremental.mode == "incremental"
     assert incremental.counts["customers_refreshed"] == 2
     assert set(members.values_list("customer_id", flat=True)) == {c.id for c in customers[:2]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_in_a_callers_transaction_leaves_its_deferred_checks_deferred():
+    """The job checks its foreign keys early only in its own transaction: a caller's rows
+    still wait for the commit (an order may precede its customer)."""
+    _business(6)
+    later = Customer.objects.order_by("-id").values_list("id", flat=True).first() + 1000
+    with transaction.atomic():
+        assert roi_recalculate(as_of=AS_OF, full=True).status == "succeeded"
+        OrderFactory(customer_id=later, placed_at=at("2026-06-01"))  # no such customer yet
+        CustomerFactory(id=later)
+    assert Order.objects.filter(customer_id=later).count() == 1
