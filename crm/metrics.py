@@ -140,24 +140,42 @@ def planner_setting(cursor, name: str, value: str):
     """PostgreSQL: run the block's statements with setting `name` = `value` (a planner one such
     as jit, or lock_timeout), then put back what it was (both local to the transaction). Elsewhere:
     nothing."""
-    if not _pg():
+    with planner_settings(cursor, {name: value}):
         yield
-        return
-    cursor.execute("SELECT current_setting(%s), set_config(%s, %s, true)", [name, name, value])
-    previous = cursor.fetchone()[0]
-    yield
-    cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
 
 
 @contextlib.contextmanager
-def key_lookups(cursor):
+def planner_settings(cursor, settings: dict[str, str]):
+    """planner_setting for several settings at once: one statement to set them, one to put
+    them back."""
+    if not _pg():
+        yield
+        return
+    names = list(settings)
+    reads = ", ".join("current_setting(%s)" for _ in names)
+    sets = ", ".join("set_config(%s, %s, true)" for _ in names)
+    cursor.execute(
+        f"SELECT {reads}, {sets}", [*names, *(v for n in names for v in (n, settings[n]))]
+    )
+    previous = cursor.fetchone()[: len(names)]
+    yield
+    cursor.execute(
+        f"SELECT {sets}", [v for n, old in zip(names, previous, strict=True) for v in (n, old)]
+    )
+
+
+@contextlib.contextmanager
+def key_lookups(cursor, *, strict: bool = False):
     """PostgreSQL: the block's joins look each row up by key (nested loops: no hash join, no
     merge join), for a few thousand rows joined with a table of a million, whose scan the
-    planner may find cheaper once that table is compact or the small one's size is known."""
-    with (
-        planner_setting(cursor, "enable_hashjoin", "off"),
-        planner_setting(cursor, "enable_mergejoin", "off"),
-    ):
+    planner may find cheaper once that table is compact or the small one's size is known.
+    `strict`: nested loops on even where the caller turned them off, and no sequential scan
+    where an index serves (a table without statistics, perhaps filling as the statement runs,
+    is then never scanned once per row)."""
+    settings = {"enable_hashjoin": "off", "enable_mergejoin": "off"}
+    if strict:
+        settings |= {"enable_nestloop": "on", "enable_seqscan": "off"}
+    with planner_settings(cursor, settings):
         yield
 
 

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 BUCKET_FIELDS = ("name", "persona", "colour", "priority", "active", "rules")
 _REFRESH_LOCK = 724_311_001  # pg_advisory_xact_lock key: one membership refresh at a time
+# Up to this many changed customers, the membership writes look each one up by key.
+KEYED_WRITES_MAX = 50_000
 
 
 def _check_unique(bucket: Bucket) -> None:
@@ -266,59 +268,11 @@ def memberships_refresh(
                 f"FROM {source}{joins}WHERE {current_differs}{copy_differs}",
                 params if everyone else None,
             )
+        changes = cur.rowcount
         if postgres:
             cur.execute("ANALYZE segments_tmp_change")
-        cur.execute(
-            """UPDATE segments_bucketmembership
-                SET left_on = CASE WHEN %s > entered_on THEN %s ELSE entered_on END
-                FROM segments_tmp_change t
-                WHERE segments_bucketmembership.customer_id = t.customer_id
-                  AND segments_bucketmembership.left_on IS NULL
-                  AND t.moved = 1""",
-            [as_of, as_of],
-        )
-        left = cur.rowcount
-        cur.execute(
-            """INSERT INTO segments_bucketmembership (customer_id, bucket_id, entered_on,
-                                                       left_on, reason)
-                SELECT t.customer_id, t.bucket_id, %s, NULL, t.reason
-                FROM segments_tmp_change t
-                WHERE t.moved = 1 AND NOT EXISTS (
-                    SELECT 1 FROM segments_bucketmembership m
-                    WHERE m.customer_id = t.customer_id AND m.left_on IS NULL)""",
-            [as_of],
-        )
-        entered = cur.rowcount
-        # Two plain statements rather than INSERT ... ON CONFLICT, which would lock every
-        # unchanged row too.
-        cur.execute(
-            """UPDATE segments_currentmembership
-                SET bucket_id = t.bucket_id,
-                    since = CASE WHEN t.moved = 1 THEN %s
-                                 ELSE segments_currentmembership.since END,
-                    reason = t.reason
-                FROM segments_tmp_change t
-                WHERE segments_currentmembership.customer_id = t.customer_id AND t.stale = 1""",
-            [as_of],
-        )
-        cur.execute(
-            """INSERT INTO segments_currentmembership (customer_id, bucket_id, since, reason)
-                SELECT t.customer_id, t.bucket_id, %s, t.reason
-                FROM segments_tmp_change t WHERE t.is_new = 1""",
-            [as_of],
-        )
-        if before_images:  # the rows whose copy changes, as they are, if not imaged yet
-            moving = f"""SELECT t.customer_id FROM segments_tmp_change t
-                JOIN crm_customermetrics m ON m.customer_id = t.customer_id
-                WHERE m.bucket_id {distinct} t.bucket_id AND NOT EXISTS (
-                    SELECT 1 FROM {before_images} i WHERE i.image_of = t.customer_id)"""  # noqa: S608
-            cur.execute(before_images_sql(before_images, moving))
-        cur.execute(  # the bucket copied into the metrics rows (for the ROI aggregates)
-            f"""UPDATE crm_customermetrics SET bucket_id = t.bucket_id
-                FROM segments_tmp_change t
-                WHERE crm_customermetrics.customer_id = t.customer_id
-                  AND crm_customermetrics.bucket_id {distinct} t.bucket_id"""  # noqa: S608
-        )
+        with _keyed_writes(cur, changes):
+            left, entered = _memberships_write(cur, as_of=as_of, before_images=before_images)
         if everyone:  # every customer now has the current membership just evaluated
             cur.execute(
                 "SELECT bucket_id, count(*) FROM segments_currentmembership GROUP BY bucket_id"
@@ -336,6 +290,77 @@ def memberships_refresh(
         "left": left,
         "skipped": [b.pk for b in assignment.skipped],
     }
+
+
+def _keyed_writes(cur, changes: int):
+    """PostgreSQL, up to KEYED_WRITES_MAX changed customers: the writes driven by the change
+    table look each customer up by key (crm.metrics.key_lookups, strict). Otherwise the
+    planner, which knows that table's size, hashes it against a scan of every membership or
+    metrics row: 1M customers, 8.4k changed, the three writes 0.75 -> 0.3 s. More changes than
+    that (a first run, every bucket edited): as planned."""
+    if connection.vendor != "postgresql" or changes > KEYED_WRITES_MAX:
+        return contextlib.nullcontext()
+    return key_lookups(cur, strict=True)
+
+
+def _memberships_write(cur, *, as_of: date, before_images: str | None) -> tuple[int, int]:
+    """Write the changes in segments_tmp_change (memberships_refresh): close the open history
+    rows of the customers who moved and open new ones, update or create their current
+    memberships, and copy the bucket into their metrics rows (imaged first into
+    `before_images`, if given). Returns (left, entered)."""
+    distinct = "IS DISTINCT FROM" if connection.vendor == "postgresql" else "IS NOT"
+    cur.execute(
+        """UPDATE segments_bucketmembership
+            SET left_on = CASE WHEN %s > entered_on THEN %s ELSE entered_on END
+            FROM segments_tmp_change t
+            WHERE segments_bucketmembership.customer_id = t.customer_id
+              AND segments_bucketmembership.left_on IS NULL
+              AND t.moved = 1""",
+        [as_of, as_of],
+    )
+    left = cur.rowcount
+    cur.execute(
+        """INSERT INTO segments_bucketmembership (customer_id, bucket_id, entered_on,
+                                                   left_on, reason)
+            SELECT t.customer_id, t.bucket_id, %s, NULL, t.reason
+            FROM segments_tmp_change t
+            WHERE t.moved = 1 AND NOT EXISTS (
+                SELECT 1 FROM segments_bucketmembership m
+                WHERE m.customer_id = t.customer_id AND m.left_on IS NULL)""",
+        [as_of],
+    )
+    entered = cur.rowcount
+    # Two plain statements rather than INSERT ... ON CONFLICT, which would lock every
+    # unchanged row too.
+    cur.execute(
+        """UPDATE segments_currentmembership
+            SET bucket_id = t.bucket_id,
+                since = CASE WHEN t.moved = 1 THEN %s
+                             ELSE segments_currentmembership.since END,
+                reason = t.reason
+            FROM segments_tmp_change t
+            WHERE segments_currentmembership.customer_id = t.customer_id AND t.stale = 1""",
+        [as_of],
+    )
+    cur.execute(
+        """INSERT INTO segments_currentmembership (customer_id, bucket_id, since, reason)
+            SELECT t.customer_id, t.bucket_id, %s, t.reason
+            FROM segments_tmp_change t WHERE t.is_new = 1""",
+        [as_of],
+    )
+    if before_images:  # the rows whose copy changes, as they are, if not imaged yet
+        moving = f"""SELECT t.customer_id FROM segments_tmp_change t
+            JOIN crm_customermetrics m ON m.customer_id = t.customer_id
+            WHERE m.bucket_id {distinct} t.bucket_id AND NOT EXISTS (
+                SELECT 1 FROM {before_images} i WHERE i.image_of = t.customer_id)"""  # noqa: S608
+        cur.execute(before_images_sql(before_images, moving))
+    cur.execute(  # the bucket copied into the metrics rows (for the ROI aggregates)
+        f"""UPDATE crm_customermetrics SET bucket_id = t.bucket_id
+            FROM segments_tmp_change t
+            WHERE crm_customermetrics.customer_id = t.customer_id
+              AND crm_customermetrics.bucket_id {distinct} t.bucket_id"""  # noqa: S608
+    )
+    return left, entered
 
 
 def bucket_copies_repair(*, customers_table: str, before_images: str | None = None) -> int:

@@ -7,7 +7,7 @@ import pytest
 from crm.metrics import metrics_refresh
 from crm.models import CustomerMetrics
 from crm.tests.factories import CustomerFactory
-from segments import selectors
+from segments import selectors, services
 from segments.models import BucketMembership, CurrentMembership
 from segments.services import bucket_update, memberships_refresh
 from segments.tests.factories import BucketFactory
@@ -64,7 +64,10 @@ def test_second_run_changes_nothing(setup):
     assert CurrentMembership.objects.filter(since=DAY1).count() == 3
 
 
-def test_history_closes_and_opens_rows_when_a_customer_moves(setup):
+@pytest.mark.parametrize("keyed_max", [50_000, 0], ids=["by-key", "as-planned"])
+def test_history_closes_and_opens_rows_when_a_customer_moves(setup, keyed_max, monkeypatch):
+    # Both ways of writing the changes (by key up to KEYED_WRITES_MAX, else as planned).
+    monkeypatch.setattr(services, "KEYED_WRITES_MAX", keyed_max)
     high, seoul, a, b, c = setup
     memberships_refresh(as_of=DAY1)
     a.service_effort = 3
@@ -221,3 +224,26 @@ def test_concurrent_refreshes_do_not_interleave():
     assert errors == []
     assert sorted(r["entered"] for r in results) == [0, N_CONCURRENT]
     assert BucketMembership.objects.count() == N_CONCURRENT
+
+
+def test_key_lookups_set_and_restore_the_planner_settings():
+    from django.db import connection
+
+    from crm.metrics import key_lookups
+
+    def settings(cur):
+        cur.execute(
+            "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin'), "
+            "current_setting('enable_nestloop'), current_setting('enable_seqscan')"
+        )
+        return cur.fetchone()
+
+    with connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_nestloop = off")
+        before = settings(cur)
+        with key_lookups(cur, strict=True):
+            assert settings(cur) == ("off", "off", "on", "off")
+        assert settings(cur) == before == ("on", "on", "off", "on")
+        with key_lookups(cur):
+            assert settings(cur) == ("off", "off", "off", "on")
+        assert settings(cur) == before
