@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -1812,6 +1812,7 @@ def metrics_refresh(
     before_images: str | None = None,
     ranked_before: dict | None = None,
     meanwhile: Callable[[], object] | None = None,
+    committed_reads: Sequence[tuple[str, dict | list | None]] = (),
 ) -> int:
     """Recompute crm.CustomerMetrics (and crm.CohortContribution) as of the end of `as_of`;
     return the number of customers aggregated.
@@ -1837,6 +1838,10 @@ def metrics_refresh(
     `ranked_before` ({"decile": rows, "effort": rows served}, with `before_images`): the rows
     each rank counted when the stored boundaries were set, known to the caller when nothing but
     the job wrote the metrics table since; the rank repair then counts only the imaged rows.
+    `committed_reads`: the caller's statements [(sql, params)] that read the tables as they
+    were before the refresh (and write only tables of their own, committed at once): an
+    incremental concurrent refresh runs them on its second connection once that one has staged
+    its half, any other at its start, before it writes.
     `meanwhile`: the caller's work that reads the refreshed metrics (and the tables below) but
     neither their payback days nor the cohort table, called once the other metrics are written
     and before those are, inside the refresh's transaction: a full concurrent refresh runs it
@@ -1912,8 +1917,20 @@ def metrics_refresh(
             # The rows whose status the date moves, found in the committed rows by the second
             # connection while this one writes (a scan of every row, on the other core).
             status_side = sides.enter_context(
-                side_query([*SIDE_SETTINGS, (_status_moves_sql(), params)])
+                side_query(
+                    [
+                        *SIDE_SETTINGS,
+                        # In this process alone: parallel workers would take the core this
+                        # connection writes on, for reads that have time until it needs them.
+                        ("SET max_parallel_workers_per_gather = 0", None),
+                        *committed_reads,
+                        (_status_moves_sql(), params),
+                    ]
+                )
             )
+        else:
+            for sql, args in committed_reads:  # nothing is written yet
+                cursor.execute(sql, args)
         if _pg():  # temporary tables get no autovacuum; the joins and filters use these columns
             cursor.execute(
                 f"ANALYZE {STAGE_TABLE} (customer_id, acquisition_cost, acquisition_date, "

@@ -21,7 +21,7 @@ from crm.tests.factories import (
     SocialProfileFactory,
     SupportUserFactory,
 )
-from segments import selectors
+from segments import jobs, selectors
 from segments.jobs import roi_recalculate, touched_customer_ids
 from segments.models import Bucket, CurrentMembership, JobRun, RoiSnapshot
 from segments.selectors import RoiAggregates
@@ -510,6 +510,29 @@ def test_a_failure_on_either_connection_fails_the_run_and_keeps_the_previous_fig
 
 @pytest.mark.django_db
 def test_incremental_moves_an_untouched_customer_whose_days_since_cross_a_rule():
+    _days_since_crossed()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_second_connection_finds_the_customers_whose_days_since_cross_a_rule(monkeypatch):
+    # Outside a transaction the run is concurrent: the second connection reads the days part
+    # of the membership scope into a table of its own, which the run then drops.
+    read_beside = []
+    scope = jobs._membership_scope
+
+    def recorded(plan, *, days_read):
+        read_beside.append(days_read)
+        return scope(plan, days_read=days_read)
+
+    monkeypatch.setattr(jobs, "_membership_scope", recorded)
+    _days_since_crossed()
+    assert read_beside == [True]
+    with connection.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", [jobs.DAYS_SIDE_TABLE])
+        assert cur.fetchone()[0] is None
+
+
+def _days_since_crossed():
     lapsing = Bucket.objects.create(
         name="Lapsing",
         priority=1,
@@ -675,8 +698,16 @@ def test_cohort_triangle_counts_events_inside_the_shown_months_only():
     assert row["cells"][:5] == ["7.00", "7.00", "7.00", "12.00", None]
 
 
-@pytest.mark.django_db
-def test_incremental_scope_is_what_changed_plus_what_time_made_stale():
+@pytest.mark.parametrize(
+    "concurrent",
+    [
+        pytest.param(False, marks=pytest.mark.django_db),
+        # The stale rows read by a second connection: it sees committed rows only.
+        pytest.param(True, marks=pytest.mark.django_db(transaction=True)),
+    ],
+    ids=["one-connection", "stale-rows-beside"],
+)
+def test_incremental_scope_is_what_changed_plus_what_time_made_stale(concurrent):
     stale = CustomerFactory()
     order(stale, "2025-07-01", "10")  # leaves the 365-day window on 2026-07-01
     quiet = CustomerFactory()
@@ -684,15 +715,14 @@ def test_incremental_scope_is_what_changed_plus_what_time_made_stale():
     edited, buyer = CustomerFactory(), CustomerFactory()
     last = roi_recalculate(as_of=AS_OF)
     assert last.counts["max_customer_id"] == max(c.id for c in (stale, quiet, edited, buyer))
-    assert touched_customer_ids(last=last, as_of=AS_OF) == []
+    assert touched_customer_ids(last=last, as_of=AS_OF, concurrent=concurrent) == []
     edited.city = "Busan"
     edited.save()
     order(buyer, "2026-06-30", "10")
     new = CustomerFactory()
     next_day = AS_OF + dt.timedelta(days=1)
-    assert sorted(touched_customer_ids(last=last, as_of=next_day)) == sorted(
-        [stale.id, edited.id, buyer.id, new.id]
-    )
+    touched = touched_customer_ids(last=last, as_of=next_day, concurrent=concurrent)
+    assert touched == sorted([stale.id, edited.id, buyer.id, new.id])
 
 
 @pytest.mark.django_db
