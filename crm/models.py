@@ -692,7 +692,7 @@ class CustomerMetrics(models.Model):
         ]
         # recheck_on is not indexed (migration 0018): every customer whose window moved gets a
         # new date, which made each of those rewrites a non-HOT update (1M customers, 25k rows
-        # a night: 0.43-0.48 -> 0.31-0.32 s); the nightly job scans for it beside its other
+        # a night: 0.43-0.48 -> 0.29-0.37 s); the nightly job scans for it beside its other
         # reads (segments.jobs.touched_customer_ids).
         # last_order_at is not indexed (migration 0017): the nightly membership scope reads a
         # range of it covering about 1 % of the rows, which a scan of the table gives nearly as

@@ -155,7 +155,7 @@ def touched_customer_ids(*, last: JobRun, as_of: dt.date, concurrent: bool = Fal
 
     recheck_on has no index (migration 0018): every customer whose window moved gets a new
     date, and with an index each of those rewrites was a non-HOT update (1M customers, 25k
-    rows rewritten: 0.43-0.48 -> 0.31-0.32 s). Its scan takes about 0.1 s: `concurrent` (no
+    rows rewritten: 0.43-0.48 -> 0.29-0.37 s). Its scan takes about 0.17 s: `concurrent` (no
     outer transaction, PostgreSQL) runs it on a second connection while this one reads the
     rest.
     """
