@@ -296,8 +296,8 @@ def _keyed_writes(cur, changes: int):
     """PostgreSQL, up to KEYED_WRITES_MAX changed customers: the writes driven by the change
     table look each customer up by key (crm.metrics.key_lookups, strict). Otherwise the
     planner, which knows that table's size, hashes it against a scan of every membership or
-    metrics row: 1M customers, 8.4k changed, the three writes 0.75 -> about 0.2 s. More changes than
-    that (a first run, every bucket edited): as planned."""
+    metrics row: 1M customers, 8.4k changed, the three writes 0.75 -> about 0.2 s. More
+    changes than that (a first run, every bucket edited): as planned."""
     if connection.vendor != "postgresql" or changes > KEYED_WRITES_MAX:
         return contextlib.nullcontext()
     return key_lookups(cur, strict=True)
